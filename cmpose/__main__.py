@@ -1,0 +1,5 @@
+import sys
+
+from cmpose.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Benchmarks (``cmpose bench``): speed goals are measured here, never in timed tests."""

@@ -1,0 +1,1 @@
+"""The ``cmpose`` command: one argparse parser, one module per subcommand group."""

@@ -1,0 +1,109 @@
+"""``cmpose bench``: speed benchmarks whose results are written to a JSON file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from cmpose.utils.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    return w, h
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="speed benchmarks (results written to a JSON file)")
+    bsub = p.add_subparsers(dest="bench", metavar="BENCHMARK")
+    bsub.required = True
+
+    lo = bsub.add_parser("loader", help="training data-loader throughput (clips/s)")
+    lo.add_argument(
+        "--image-size", type=_size, nargs="+", default=[(1280, 720)], help="frame sizes, e.g. 1280x720"
+    )
+    lo.add_argument("--sampler", choices=["random", "grouped", "both"], default="both")
+    lo.add_argument("--workers", type=int, default=2)
+    lo.add_argument("--batch-size", type=int, default=32)
+    lo.add_argument("--videos", type=int, default=8)
+    lo.add_argument("--frames", type=int, default=30)
+    lo.add_argument("--people", type=int, default=6)
+    lo.add_argument("--repeats", type=int, default=5)
+    lo.add_argument(
+        "--work-dir", type=Path, default=None, help="where the toy JPEGs go (default: a temp dir)"
+    )
+    lo.add_argument("--out", type=Path, default=Path("outputs/bench/loader.json"))
+    lo.set_defaults(func=run_loader)
+
+    ev = bsub.add_parser("eval", help="PoseTrack mAP evaluation time on a full-size generated load")
+    ev.add_argument("--videos", type=int, default=170)
+    ev.add_argument("--frames", type=int, default=30)
+    ev.add_argument("--people", type=int, default=10)
+    ev.add_argument("--repeats", type=int, default=5)
+    ev.add_argument("--work-dir", type=Path, default=None)
+    ev.add_argument("--out", type=Path, default=Path("outputs/bench/eval.json"))
+    ev.set_defaults(func=run_eval)
+
+
+def _with_work_dir(work_dir: Path | None, fn: Callable[[Path], T]) -> T:
+    if work_dir is not None:
+        return fn(work_dir)
+    with tempfile.TemporaryDirectory(prefix="cmpose-bench-") as tmp:
+        return fn(Path(tmp))
+
+
+def run_loader(args: argparse.Namespace) -> int:
+    from cmpose.bench.loader import run_loader_benchmark
+
+    samplers = ["random", "grouped"] if args.sampler == "both" else [args.sampler]
+    results = []
+
+    def go(work: Path) -> None:
+        for size in args.image_size:
+            for sampler in samplers:
+                r = run_loader_benchmark(
+                    work,
+                    image_size=size,
+                    videos=args.videos,
+                    frames=args.frames,
+                    people=args.people,
+                    workers=args.workers,
+                    batch_size=args.batch_size,
+                    sampler=sampler,
+                    repeats=args.repeats,
+                )
+                results.append(r)
+                print(  # noqa: T201
+                    f"{size[0]}x{size[1]} sampler={sampler:8s} workers={args.workers}: "
+                    f"median {r['median_clips_per_s']:.1f} clips/s "
+                    f"(runs: {', '.join(f'{x:.1f}' for x in r['clips_per_s'])})"
+                )
+
+    _with_work_dir(args.work_dir, go)
+    atomic_write_json(args.out, {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "results": results})
+    log.info("results written to %s", args.out)
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from cmpose.bench.eval_speed import run_eval_benchmark
+
+    r = _with_work_dir(
+        args.work_dir,
+        lambda work: run_eval_benchmark(work, args.videos, args.frames, args.people, args.repeats),
+    )
+    print(f"evaluate: {r}")  # noqa: T201
+    atomic_write_json(args.out, {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "result": r})
+    log.info("results written to %s", args.out)
+    return 0

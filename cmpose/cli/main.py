@@ -1,0 +1,49 @@
+"""Entry point of the ``cmpose`` command.
+
+Each subcommand module exposes ``register(subparsers)``, which adds its parser and sets
+``func`` (a callable taking the parsed namespace and returning an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from cmpose import __version__
+from cmpose.cli import bench, data, demo, evaluate
+from cmpose.errors import CmposeError
+
+log = logging.getLogger("cmpose")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cmpose", description="CM-Pose video human pose estimation: data, evaluation, training."
+    )
+    parser.add_argument("--version", action="version", version=f"cmpose {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in (data, evaluate, demo, bench):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except CmposeError as err:
+        # Input problems are the user's to fix: one clear line, no traceback.
+        log.error("%s", err)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

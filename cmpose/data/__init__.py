@@ -1,0 +1,1 @@
+"""PoseTrack data: annotation readers, the top-down clip dataset, checks."""

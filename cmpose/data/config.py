@@ -1,0 +1,85 @@
+"""Settings of the data pipeline. Each dataclass goes to the one component that uses it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ClipConfig:
+    """Which frames form a clip (see ``cmpose.data.clip``).
+
+    Args:
+        num_frames: T, odd; the keyframe is in the middle.
+        train_step: (lo, hi): in training the step d is drawn uniformly from lo..hi per sample.
+        test_step: the fixed d at test time.
+    """
+
+    num_frames: int = 3
+    train_step: tuple[int, int] = (1, 2)
+    test_step: int = 1
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 1 or self.num_frames % 2 == 0:
+            raise ValueError(f"num_frames must be odd and >= 1, got {self.num_frames}")
+        lo, hi = self.train_step
+        if not 0 <= lo <= hi:
+            raise ValueError(f"train_step must be (lo, hi) with 0 <= lo <= hi, got {self.train_step}")
+        if self.test_step < 0:
+            raise ValueError(f"test_step must be >= 0, got {self.test_step}")
+
+
+@dataclass
+class CropConfig:
+    """Top-down crop and heatmap geometry (ViTPose 256x192 defaults).
+
+    Args:
+        image_size: crop (width, height); its ratio is the box aspect (3:4).
+        heatmap_size: heatmap (Wh, Hh).
+        sigma: Gaussian target sigma in heatmap pixels.
+        padding: box enlargement (x1.25, the HRNet/ViTPose convention).
+        mean, std: per-channel RGB normalisation in 0..1 units (ImageNet).
+    """
+
+    image_size: tuple[int, int] = (192, 256)
+    heatmap_size: tuple[int, int] = (48, 64)
+    sigma: float = 2.0
+    padding: float = 1.25
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation, drawn once per clip and applied to all T frames alike.
+
+    Defaults follow ViTPose's COCO recipe (rotation 40 deg with prob 0.6, scale factor 0.5,
+    half-body 0.3 with > 8 joints, flip 0.5); colour jitter is cmpose's addition.
+    """
+
+    flip_prob: float = 0.5
+    rotation: float = 40.0
+    rotation_prob: float = 0.6
+    scale: float = 0.5
+    half_body_prob: float = 0.3
+    half_body_min_joints: int = 8
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+
+
+@dataclass
+class LoaderConfig:
+    """How samples are built and frames decoded.
+
+    Args:
+        min_keypoints: training people with fewer annotated joints are skipped.
+        det_score_threshold: detector boxes below this score are dropped at test time.
+        frame_cache_size: decoded frames kept per worker (LRU).
+        max_decode_reduction: largest JPEG DCT down-scaling (1 turns it off).
+    """
+
+    min_keypoints: int = 1
+    det_score_threshold: float = 0.2
+    frame_cache_size: int = 16
+    max_decode_reduction: int = 4

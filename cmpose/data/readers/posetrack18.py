@@ -1,0 +1,262 @@
+"""PoseTrack2018 / PoseTrack21 annotations: one JSON per video, or one merged COCO-style file.
+
+Both forms hold ``images`` (every frame or only the labelled ones, each with ``file_name``,
+``nframes``, ``is_labeled``, ignore regions), ``annotations`` (people) and ``categories``. A merged
+file holds many videos; images are grouped into videos by the folder of ``file_name``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from cmpose.data.jsonio import load_json, number, number_list
+from cmpose.data.problems import Problems
+from cmpose.data.readers.common import box_from_keypoints, clip_box, guess_image_root, parse_frame_name
+from cmpose.data.records import Dataset, PersonRecord, Video
+from cmpose.errors import DataError
+from cmpose.keypoints import NUM_JOINTS, PT18_NAMES
+
+
+def _ignore_regions(img: dict, path: Path, record: str, problems: Problems) -> list[np.ndarray]:
+    xs, ys = img.get("ignore_regions_x", []) or [], img.get("ignore_regions_y", []) or []
+    if len(xs) != len(ys):
+        problems.warning(
+            "bad ignore regions",
+            f"{len(xs)} x-lists but {len(ys)} y-lists; ignore regions dropped",
+            path=path,
+            record=record,
+            field="ignore_regions_x",
+        )
+        return []
+    regions = []
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        try:
+            px = number_list(x, None, path=path, record=record, field=f"ignore_regions_x[{i}]")
+            py = number_list(y, len(px), path=path, record=record, field=f"ignore_regions_y[{i}]")
+        except DataError as err:
+            problems.warning("bad ignore regions", str(err))
+            continue
+        if len(px) >= 3:
+            regions.append(np.stack([px, py], axis=1))
+    return regions
+
+
+def _keypoint_order(data: dict, path: Path) -> np.ndarray:
+    """Index into the file's keypoint list for each internal joint (-1 where the file lacks it)."""
+    cats = data.get("categories")
+    names = None
+    if isinstance(cats, list) and cats and isinstance(cats[0], dict):
+        names = cats[0].get("keypoints")
+    if names is None:
+        # Without categories, assume the standard PoseTrack18 order (as every official file has).
+        return np.arange(NUM_JOINTS)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise DataError(
+            "expected a list of keypoint names", path=path, record="categories[0]", field="keypoints"
+        )
+    lookup = {n: i for i, n in enumerate(names)}
+    missing = [n for n in PT18_NAMES if n not in lookup and not n.endswith("_ear")]
+    if missing:
+        raise DataError(
+            f"keypoint names {missing} missing (expected PoseTrack18 names {list(PT18_NAMES)})",
+            path=path,
+            record="categories[0]",
+            field="keypoints",
+        )
+    return np.array([lookup.get(n, -1) for n in PT18_NAMES])
+
+
+def read_posetrack18(
+    path: Path, image_root: Path | None = None, problems: Problems | None = None, data: Any = None
+) -> Dataset:
+    """Read a PoseTrack18/21 annotation file (per-video or merged).
+
+    Args:
+        path: the JSON file.
+        image_root: folder that ``file_name`` is relative to; guessed when None.
+        problems: where skipped items are recorded (a lenient collector when None).
+        data: the file's parsed JSON, when the caller has already loaded it.
+    """
+    problems = problems if problems is not None else Problems()
+    path = Path(path)
+    data = load_json(path) if data is None else data
+    if not isinstance(data, dict) or "images" not in data:
+        raise DataError(
+            "expected a PoseTrack18 object with 'images' and 'annotations'", path=path, field="images"
+        )
+    images, anns = data["images"], data.get("annotations", [])
+    if not isinstance(images, list) or not isinstance(anns, list):
+        raise DataError("'images' and 'annotations' must be lists", path=path)
+    order = _keypoint_order(data, path)
+    out = Dataset()
+    if not images:
+        problems.error("empty video", "no images listed", path=path, field="images")
+        return out
+
+    # --- images, grouped into videos by their folder --------------------------------------------
+    by_id: dict[Any, tuple[str, int, tuple[int, int] | None, list[np.ndarray], Path]] = {}
+    groups: dict[str, list[tuple[int | None, dict, str]]] = defaultdict(list)
+    for i, img in enumerate(images):
+        rec = f"images[{i}]"
+        if not isinstance(img, dict) or not isinstance(img.get("file_name"), str):
+            problems.error(
+                "malformed image",
+                "expected an object with a string 'file_name'",
+                path=path,
+                record=rec,
+                field="file_name",
+            )
+            continue
+        if "id" not in img:
+            problems.error("malformed image", "missing", path=path, record=rec, field="id")
+            continue
+        fname = img["file_name"]
+        parsed = parse_frame_name(PurePosixPath(fname).name)
+        groups[str(PurePosixPath(fname).parent)].append((parsed[0] if parsed else None, img, rec))
+    if image_root is None:
+        image_root = guess_image_root(path, images[0].get("file_name", "")) if groups else path.parent
+
+    for folder, members in groups.items():
+        video_id = PurePosixPath(folder).name
+        if video_id in out.videos:
+            problems.error("duplicate video", f"video {video_id} appears twice", path=path, record=folder)
+            continue
+        declared = [m[1].get("nframes") for m in members if m[1].get("nframes") is not None]
+        numbers = [m[0] for m in members]
+        numbered = all(n is not None for n in numbers)
+        if numbered:
+            members.sort(key=lambda m: m[0])
+        nframes = int(max(declared)) if declared else len(members)
+        if numbered and numbers and max(numbers) >= nframes:
+            problems.warning(
+                "nframes too small",
+                f"frame number {max(numbers)} >= nframes {nframes}; using {max(numbers) + 1}",
+                path=path,
+                record=video_id,
+                field="nframes",
+            )
+            nframes = max(numbers) + 1
+        first = PurePosixPath(members[0][1]["file_name"])
+        parsed = parse_frame_name(first.name)
+        video = Video(video_id=video_id, num_frames=nframes, source=path)
+        if numbered and [m[0] for m in members] == list(range(nframes)):
+            video.frame_paths = [image_root / m[1]["file_name"] for m in members]
+        elif numbered and parsed is not None:
+            # Only some frames listed (e.g. merged files keep labelled frames): derive the others'
+            # names; PoseTrack18/21 number frames from 0 (000000.jpg).
+            video.pattern = (image_root / folder, 0, parsed[1], parsed[2])
+        else:
+            video.num_frames = len(members)
+            video.frame_paths = [image_root / m[1]["file_name"] for m in members]
+        out.videos[video_id] = video
+        out.num_listed_frames += len(members)
+        for pos, (num, img, rec) in enumerate(members):
+            frame_index = num if numbered else pos
+            size = None
+            if img.get("width") and img.get("height"):
+                size = (int(img["width"]), int(img["height"]))
+            regions = _ignore_regions(img, path, rec, problems)
+            by_id[img["id"]] = (video_id, frame_index, size, regions, image_root / img["file_name"])
+
+    # --- people ---------------------------------------------------------------------------------
+    people_per_image: dict[Any, int] = defaultdict(int)
+    for i, ann in enumerate(anns):
+        rec = f"annotations[{i}]"
+        person = _read_person(ann, rec, path, by_id, order, problems)
+        if person is not None:
+            out.people.append(person)
+            people_per_image[ann["image_id"]] += 1
+
+    for img in images:
+        if not isinstance(img, dict) or img.get("id") not in by_id:
+            continue
+        labelled = img.get("is_labeled")
+        if labelled is None:
+            labelled = people_per_image[img["id"]] > 0
+        if labelled:
+            video_id, frame_index, size, regions, image_path = by_id[img["id"]]
+            out.labelled_frames[(video_id, frame_index)] = image_path
+            out.frame_info[(video_id, frame_index)] = (img["id"], size, regions)
+    return out
+
+
+def _read_person(
+    ann: Any, rec: str, path: Path, by_id: dict, order: np.ndarray, problems: Problems
+) -> PersonRecord | None:
+    if not isinstance(ann, dict):
+        problems.error("malformed person", "expected an object", path=path, record=rec)
+        return None
+    if ann.get("image_id") not in by_id:
+        problems.error(
+            "malformed person",
+            f"image_id {ann.get('image_id')!r} is not in 'images'",
+            path=path,
+            record=rec,
+            field="image_id",
+        )
+        return None
+    video_id, frame_index, size, regions, image_path = by_id[ann["image_id"]]
+    rec = f"{rec} (video {video_id}, frame {frame_index})"
+    try:
+        raw = ann.get("keypoints")
+        if raw is None:
+            raise DataError("missing", path=path, record=rec, field="keypoints")
+        flat = number_list(raw, None, path=path, record=rec, field="keypoints")
+        if len(flat) % 3 or len(flat) // 3 <= order.max():
+            raise DataError(
+                f"expected {3 * (order.max() + 1)} numbers (x, y, v per joint), got {len(flat)}",
+                path=path,
+                record=rec,
+                field="keypoints",
+            )
+        kp_file = np.asarray(flat).reshape(-1, 3)
+        kps = np.where(order[:, None] >= 0, kp_file[np.maximum(order, 0)], 0.0)
+        # A joint is annotated when v > 0 (PoseTrack18 GT uses v = 1, PoseTrack21 v = 2).
+        kps[:, 2] = (kps[:, 2] > 0).astype(np.float64)
+        kps[kps[:, 2] == 0, :2] = 0.0
+        head = None
+        if ann.get("bbox_head") is not None:
+            head = np.asarray(number_list(ann["bbox_head"], 4, path=path, record=rec, field="bbox_head"))
+        track_id = (
+            int(number(ann["track_id"], path=path, record=rec, field="track_id")) if "track_id" in ann else -1
+        )
+        box = None
+        if ann.get("bbox") is not None:
+            box = clip_box(np.asarray(number_list(ann["bbox"], 4, path=path, record=rec, field="bbox")), size)
+            if box[2] <= 0 or box[3] <= 0:
+                problems.warning(
+                    "zero-size box",
+                    f"box {ann['bbox']} has zero size inside the image; using the joints' extent",
+                    path=path,
+                    record=rec,
+                    field="bbox",
+                )
+                box = None
+        if box is None:
+            box = box_from_keypoints(kps)
+        if box is None:
+            raise DataError(
+                "no usable box: missing or zero size, and fewer than 2 annotated joints",
+                path=path,
+                record=rec,
+                field="bbox",
+            )
+    except DataError as err:
+        problems.error("malformed person", str(err))
+        return None
+    return PersonRecord(
+        video_id=video_id,
+        frame_index=frame_index,
+        image_path=image_path,
+        image_size=size,
+        box=box,
+        keypoints=kps,
+        head_box=head,
+        track_id=track_id,
+        ignore_regions=regions,
+        image_id=ann["image_id"],
+    )

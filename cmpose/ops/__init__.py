@@ -1,0 +1,1 @@
+"""Pure numpy/torch operations: crop geometry (affine, flip) and the heatmap codec."""

@@ -1,0 +1,1 @@
+"""Drawing poses, crops and heatmaps into images (OpenCV, BGR uint8)."""
