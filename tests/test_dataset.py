@@ -197,3 +197,23 @@ def test_dataloader_with_workers(sample) -> None:  # noqa: ANN001
     assert batch["target"].shape == (4, 17, 64, 48)
     assert batch["meta"]["crop_to_image"].shape == (4, 2, 3)
     assert batch["meta"]["frame_indices"].shape == (4, 5)
+
+
+def test_build_clip_dataset_picks_samples(pt18_sample: Path, tmp_path: Path) -> None:
+    from cmpose.data.build import build_clip_dataset, make_loader
+    from cmpose.data.config import CropConfig
+
+    d = json.loads((pt18_sample / "annotations/val/012834_mpii_test.json").read_text())
+    counts = sorted(a["num_keypoints"] for a in d["annotations"])
+    sections = dict(
+        clip=ClipConfig(), crop=CropConfig(), augment=AugmentConfig(), loader=LoaderConfig(min_keypoints=12)
+    )
+    ann = pt18_sample / "annotations/val/012834_mpii_test.json"
+    train = build_clip_dataset(ann, train=True, **sections)
+    assert len(train) == sum(c >= 12 for c in counts) and 0 < len(train) < len(counts)
+    assert len(build_clip_dataset(ann, train=False, **sections)) == len(counts)
+    dets = pt18_sample / "annotations/test_posetrack18_human_detections.json"
+    test = build_clip_dataset(pt18_sample / "annotations/val", train=False, detections=dets, **sections)
+    assert len(test) > 0 and all(s.box_score >= LoaderConfig().det_score_threshold for s in test.samples)
+    batch = next(iter(make_loader(test, batch_size=2, workers=0, sampler="sequential")))
+    assert batch["clip"].shape == (2, 3, 3, 256, 192)

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
+from cmpose.data.build import make_loader
 from cmpose.data.config import ClipConfig
 from cmpose.data.dataset import PoseTrackClipDataset
 from cmpose.data.readers import read_annotations
-from cmpose.data.sampler import KeyframeGroupedSampler
 from cmpose.data.toy import write_toy_posetrack
 
 log = logging.getLogger(__name__)
@@ -67,12 +67,7 @@ def run_loader_benchmark(
     rates, startups = [], []
     for r in range(repeats + 1):  # the first pass is a warm-up (page cache, imports)
         ds.set_epoch(r)
-        if sampler == "grouped":
-            order = KeyframeGroupedSampler(ds.samples, seed=seed)
-            order.set_epoch(r)
-        else:
-            order = RandomSampler(ds, generator=torch.Generator().manual_seed(seed + r))
-        loader = DataLoader(ds, batch_size=batch_size, sampler=order, num_workers=workers, drop_last=False)
+        loader = make_loader(ds, batch_size, workers, sampler=sampler, seed=seed + r)
         startup, rate, n = _epoch(loader)
         if r > 0:
             rates.append(rate)

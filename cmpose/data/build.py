@@ -1,0 +1,101 @@
+"""Building datasets and loaders from settings: what the train and test commands call."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import torch
+from torch.utils.data import DataLoader, RandomSampler, Sampler
+
+from cmpose.data.config import AugmentConfig, ClipConfig, CropConfig, LoaderConfig
+from cmpose.data.dataset import PoseTrackClipDataset
+from cmpose.data.detections import load_detections
+from cmpose.data.problems import Problems
+from cmpose.data.readers import read_annotations
+from cmpose.data.sampler import KeyframeGroupedSampler
+
+log = logging.getLogger(__name__)
+
+
+def build_clip_dataset(
+    annotations: Path | list[Path],
+    *,
+    train: bool,
+    clip: ClipConfig,
+    crop: CropConfig,
+    augment: AugmentConfig,
+    loader: LoaderConfig,
+    detections: Path | None = None,
+    image_root: Path | None = None,
+    pt17_layout: str = "original",
+    seed: int = 0,
+) -> PoseTrackClipDataset:
+    """Read annotations and pick the samples.
+
+    Training: GT people with at least ``loader.min_keypoints`` annotated joints. Testing: GT
+    boxes of every person, or, with ``detections``, the detector boxes scoring at least
+    ``loader.det_score_threshold`` on the labelled frames. Skipped items are logged with counts.
+    """
+    problems = Problems()
+    data = read_annotations(annotations, image_root, problems, pt17_layout=pt17_layout)
+    if detections is not None:
+        samples = load_detections(detections, data, loader.det_score_threshold, problems)
+    elif train:
+        samples = [p for p in data.people if p.num_annotated >= loader.min_keypoints]
+        if len(samples) < len(data.people):
+            log.info(
+                "%d of %d people have fewer than %d annotated joints: not training samples",
+                len(data.people) - len(samples),
+                len(data.people),
+                loader.min_keypoints,
+            )
+    else:
+        samples = list(data.people)
+    problems.log_summary(str(annotations))
+    log.info("%d samples from %d videos (%s)", len(samples), len(data.videos), "train" if train else "test")
+    return PoseTrackClipDataset(
+        samples, data.videos, train=train, clip=clip, crop=crop, augment=augment, loader=loader, seed=seed
+    )
+
+
+def worker_init(worker_id: int) -> None:
+    """One thread per worker for OpenCV and torch: the workers already use every core, and
+    nested thread pools only add contention."""
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def make_loader(
+    dataset: PoseTrackClipDataset,
+    batch_size: int,
+    workers: int,
+    *,
+    sampler: str | Sampler = "random",
+    seed: int = 0,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader with the project's defaults (pinned memory, single-threaded workers).
+
+    Args:
+        sampler: ``random``, ``grouped`` (``KeyframeGroupedSampler``), ``sequential``, or a sampler.
+    """
+    if sampler == "random":
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    elif sampler == "grouped":
+        sampler = KeyframeGroupedSampler(dataset.samples, seed=seed)
+    elif sampler == "sequential":
+        sampler = None
+    elif isinstance(sampler, str):
+        raise ValueError(f"sampler must be 'random', 'grouped', 'sequential' or a Sampler, got {sampler!r}")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        worker_init_fn=worker_init if workers > 0 else None,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+        persistent_workers=False,
+    )
