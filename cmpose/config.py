@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -23,6 +24,7 @@ import yaml
 from cmpose.errors import ConfigError
 
 T = TypeVar("T")
+_FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 def _closest(key: str, options: list[str]) -> str:
@@ -77,13 +79,17 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):
+            # yaml.safe_load follows YAML 1.1, which reads "1e-3" (no dot) as a string.
+            return float(value)
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     if typing.get_origin(tp) is typing.Literal:
-        if value in typing.get_args(tp):
+        # Compare types too: True == 1 must not pass for Literal[0, 1].
+        if any(value == a and type(value) is type(a) for a in typing.get_args(tp)):
             return value
         raise ConfigError(f"{where}: expected one of {list(typing.get_args(tp))}, got {value!r}")
     raise ConfigError(f"{where}: unsupported field type {tp!r}")

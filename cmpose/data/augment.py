@@ -14,6 +14,8 @@ import numpy as np
 from cmpose.data.config import AugmentConfig
 from cmpose.keypoints import LOWER_BODY, UPPER_BODY
 
+UPPER_BODY_PROB = 0.7
+
 
 @dataclass(frozen=True)
 class AugmentParams:
@@ -63,12 +65,16 @@ def half_body_region(
         return None
     upper = [j for j in UPPER_BODY if vis[j]]
     lower = [j for j in LOWER_BODY if vis[j]]
-    chosen = upper if (rng.random() < 0.5 and len(upper) > 2) or len(lower) < 2 else lower
+    # Upper body preferred with probability 0.7 (mmpose's upper_prioritized_prob; HRNet's
+    # randn() < 0.5 gives 0.69).
+    chosen = upper if (rng.random() < UPPER_BODY_PROB and len(upper) > 2) or len(lower) < 2 else lower
     if len(chosen) < 2:
         return None
     pts = keypoints[chosen, :2]
     lo, hi = pts.min(0), pts.max(0)
-    centre = pts.mean(0)
+    # Centre of the joints' extent, so the padded box always contains them (HRNet centres on
+    # the joints' mean, which can leave an outlying joint, e.g. a far ankle, outside the crop).
+    centre = (lo + hi) / 2
     w, h = hi - lo
     if w > aspect_ratio * h:
         h = w / aspect_ratio

@@ -10,6 +10,7 @@ import numpy as np
 
 from cmpose.data.problems import Problems
 from cmpose.data.readers.auto import find_annotation_files, read_annotations
+from cmpose.data.records import Dataset
 from cmpose.errors import DataError
 from cmpose.keypoints import PT18_NAMES
 
@@ -86,12 +87,18 @@ def check_source(
     files = [f for f in files if not _is_detection_file(f)]
     if not files:
         return None
-    data = None
-    try:
-        data = read_annotations(files, image_root, probs, pt17_layout=pt17_layout)
-    except DataError as err:
-        probs.error("unreadable file", str(err))
-        return report
+    data = Dataset()
+    for f in files:  # one file at a time: a broken file must not hide the others' problems
+        try:
+            part = read_annotations(f, image_root, probs, pt17_layout=pt17_layout)
+        except DataError as err:
+            probs.error("unreadable file", str(err))
+            continue
+        duplicate = sorted(set(part.videos) & set(data.videos))
+        if duplicate:
+            probs.error("duplicate video", f"video(s) {duplicate} already read from another file", path=f)
+            continue
+        data.extend(part)
     report.videos = len(data.videos)
     report.frames = sum(v.num_frames for v in data.videos.values())
     report.listed_frames = data.num_listed_frames
@@ -176,6 +183,7 @@ def check_source(
             probs.warning(
                 "repeated track id",
                 f"track id {track} used by {n} people in one frame",
+                path=data.videos[video_id].source,
                 record=f"video {video_id} frame {frame}",
                 field="track_id",
             )

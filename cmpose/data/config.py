@@ -67,6 +67,16 @@ class AugmentConfig:
     contrast: float = 0.2
     saturation: float = 0.2
 
+    def __post_init__(self) -> None:
+        for name in ("flip_prob", "rotation_prob", "half_body_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
+        for name in ("scale", "brightness", "contrast", "saturation"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} is a relative range in [0, 1), got {getattr(self, name)}")
+        if self.rotation < 0:
+            raise ValueError(f"rotation must be >= 0 degrees, got {self.rotation}")
+
 
 @dataclass
 class LoaderConfig:
@@ -83,3 +93,9 @@ class LoaderConfig:
     det_score_threshold: float = 0.2
     frame_cache_size: int = 16
     max_decode_reduction: int = 4
+
+    def __post_init__(self) -> None:
+        if self.max_decode_reduction not in (1, 2, 4, 8):
+            raise ValueError(f"max_decode_reduction must be 1, 2, 4 or 8, got {self.max_decode_reduction}")
+        if self.frame_cache_size < 0 or self.min_keypoints < 0:
+            raise ValueError("frame_cache_size and min_keypoints must be >= 0")

@@ -51,8 +51,15 @@ def decode_image(path: Path, factor: int = 1) -> np.ndarray:
         raise DataError("image file not found", path=path) from None
     except OSError as err:
         raise DataError(f"cannot read image: {err}", path=path) from None
+    if buf.size == 0:
+        raise DataError("empty image file", path=path)
     flag = _REDUCED[factor] if path.suffix.lower() in (".jpg", ".jpeg") else cv2.IMREAD_COLOR
-    img = cv2.imdecode(buf, flag)
+    try:
+        img = cv2.imdecode(buf, flag)
+    except cv2.error as err:
+        raise DataError(
+            f"cannot decode image: {err.msg if hasattr(err, 'msg') else err}", path=path
+        ) from None
     if img is None:
         raise DataError("not a decodable image", path=path)
     if factor > 1 and flag == cv2.IMREAD_COLOR:  # non-JPEG: emulate the reduced decode
@@ -79,6 +86,7 @@ class FrameCache:
             return img
         self.misses += 1
         img = decode_image(path, factor)
+        img.flags.writeable = False  # shared by later hits: nobody may draw on it in place
         if self.capacity > 0:
             self._items[key] = img
             while len(self._items) > self.capacity:

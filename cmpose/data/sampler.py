@@ -31,13 +31,19 @@ class KeyframeGroupedSampler(Sampler[int]):
     Args:
         samples: the dataset's records.
         seed: base seed; the order of epoch e is fixed by (seed, e).
-        rank, world_size: for distributed training, each rank takes every world_size-th group.
+        rank, world_size: for distributed training. As in ``DistributedSampler``, the epoch's
+            order is padded (by repeating its start) to a multiple of world_size and each rank
+            takes one contiguous share, so every rank gets the same number of samples (unequal
+            counts would hang DDP) and keyframe groups stay together except at share borders.
     """
 
     def __init__(
         self, samples: Sequence[PersonRecord], seed: int = 0, rank: int = 0, world_size: int = 1
     ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in 0..world_size-1, got rank {rank}, world_size {world_size}")
         self.groups = keyframe_groups(samples)
+        self.num_samples = len(samples)
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
 
@@ -46,10 +52,15 @@ class KeyframeGroupedSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng((self.seed, self.epoch))
-        order = rng.permutation(len(self.groups))[self.rank :: self.world_size]
-        for g in order:
-            yield from (self.groups[g][i] for i in rng.permutation(len(self.groups[g])))
+        order = [
+            self.groups[g][i]
+            for g in rng.permutation(len(self.groups))
+            for i in rng.permutation(len(self.groups[g]))
+        ]
+        share = len(self)
+        if order:  # pad by repeating the start, as DistributedSampler does
+            order = (order * -(-share * self.world_size // len(order)))[: share * self.world_size]
+        return iter(order[self.rank * share : (self.rank + 1) * share])
 
     def __len__(self) -> int:
-        order = range(len(self.groups))[self.rank :: self.world_size]
-        return sum(len(self.groups[g]) for g in order)
+        return -(-self.num_samples // self.world_size)

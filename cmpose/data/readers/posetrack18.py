@@ -100,6 +100,8 @@ def read_posetrack18(
     # --- images, grouped into videos by their folder --------------------------------------------
     by_id: dict[Any, tuple[str, int, tuple[int, int] | None, list[np.ndarray], Path]] = {}
     groups: dict[str, list[tuple[int | None, dict, str]]] = defaultdict(list)
+    seen_ids: set = set()
+    checked: list[dict] = []
     for i, img in enumerate(images):
         rec = f"images[{i}]"
         if not isinstance(img, dict) or not isinstance(img.get("file_name"), str):
@@ -111,12 +113,21 @@ def read_posetrack18(
                 field="file_name",
             )
             continue
-        if "id" not in img:
-            problems.error("malformed image", "missing", path=path, record=rec, field="id")
+        try:
+            img = _checked_image(img, path, rec)
+        except DataError as err:
+            problems.error("malformed image", str(err))
             continue
+        if img["id"] in seen_ids:
+            problems.error(
+                "malformed image", f"image id {img['id']} repeated", path=path, record=rec, field="id"
+            )
+            continue
+        seen_ids.add(img["id"])
         fname = img["file_name"]
         parsed = parse_frame_name(PurePosixPath(fname).name)
         groups[str(PurePosixPath(fname).parent)].append((parsed[0] if parsed else None, img, rec))
+        checked.append(img)
     if image_root is None:
         image_root = guess_image_root(path, images[0].get("file_name", "")) if groups else path.parent
 
@@ -156,9 +167,7 @@ def read_posetrack18(
         out.num_listed_frames += len(members)
         for pos, (num, img, rec) in enumerate(members):
             frame_index = num if numbered else pos
-            size = None
-            if img.get("width") and img.get("height"):
-                size = (int(img["width"]), int(img["height"]))
+            size = img["size"]
             regions = _ignore_regions(img, path, rec, problems)
             by_id[img["id"]] = (video_id, frame_index, size, regions, image_root / img["file_name"])
 
@@ -171,8 +180,8 @@ def read_posetrack18(
             out.people.append(person)
             people_per_image[ann["image_id"]] += 1
 
-    for img in images:
-        if not isinstance(img, dict) or img.get("id") not in by_id:
+    for img in checked:
+        if img["id"] not in by_id:
             continue
         labelled = img.get("is_labeled")
         if labelled is None:
@@ -184,13 +193,44 @@ def read_posetrack18(
     return out
 
 
+def _checked_image(img: dict, path: Path, rec: str) -> dict:
+    """Validate the fields the reader uses; returns a copy with ``size`` = (w, h) or None."""
+    image_id = img.get("id")
+    if image_id is None or isinstance(image_id, bool) or not isinstance(image_id, (int, str)):
+        raise DataError(
+            f"expected an integer or string id, got {image_id!r}", path=path, record=rec, field="id"
+        )
+    out = dict(img)
+    if img.get("nframes") is not None:
+        n = number(img["nframes"], path=path, record=rec, field="nframes")
+        if n < 1 or n != int(n):
+            raise DataError(
+                f"expected a positive integer, got {img['nframes']!r}", path=path, record=rec, field="nframes"
+            )
+        out["nframes"] = int(n)
+    out["size"] = None
+    if img.get("width") is not None and img.get("height") is not None:
+        w = number(img["width"], path=path, record=rec, field="width")
+        h = number(img["height"], path=path, record=rec, field="height")
+        if w <= 0 or h <= 0:
+            raise DataError(f"image size {w} x {h} must be positive", path=path, record=rec, field="width")
+        out["size"] = (int(w), int(h))
+    labelled = img.get("is_labeled")
+    if labelled is not None and not (isinstance(labelled, bool) or labelled in (0, 1)):
+        raise DataError(
+            f"expected true or false, got {labelled!r}", path=path, record=rec, field="is_labeled"
+        )
+    return out
+
+
 def _read_person(
     ann: Any, rec: str, path: Path, by_id: dict, order: np.ndarray, problems: Problems
 ) -> PersonRecord | None:
     if not isinstance(ann, dict):
         problems.error("malformed person", "expected an object", path=path, record=rec)
         return None
-    if ann.get("image_id") not in by_id:
+    image_id = ann.get("image_id")
+    if isinstance(image_id, bool) or not isinstance(image_id, (int, str)) or image_id not in by_id:
         problems.error(
             "malformed person",
             f"image_id {ann.get('image_id')!r} is not in 'images'",
@@ -221,9 +261,14 @@ def _read_person(
         head = None
         if ann.get("bbox_head") is not None:
             head = np.asarray(number_list(ann["bbox_head"], 4, path=path, record=rec, field="bbox_head"))
-        track_id = (
-            int(number(ann["track_id"], path=path, record=rec, field="track_id")) if "track_id" in ann else -1
-        )
+        track_id = -1
+        if ann.get("track_id") is not None:
+            t = number(ann["track_id"], path=path, record=rec, field="track_id")
+            if t != int(t):
+                raise DataError(
+                    f"expected an integer, got {ann['track_id']!r}", path=path, record=rec, field="track_id"
+                )
+            track_id = int(t)
         box = None
         if ann.get("bbox") is not None:
             box = clip_box(np.asarray(number_list(ann["bbox"], 4, path=path, record=rec, field="bbox")), size)

@@ -1,0 +1,42 @@
+"""``cmpose evaluate``: PoseTrack pose-estimation mAP, equal to poseval's."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="PoseTrack mAP (poseval-equal)",
+        description="PoseTrack pose-estimation mAP of per-video prediction files (PoseTrack2018/21 or 2017 "
+        "format), equal to poseval's. Ties in scores are ranked stably (see docs/evaluation.md).",
+    )
+    p.add_argument("--gt", required=True, type=Path, help="folder of per-video GT JSON files")
+    p.add_argument("--pred", required=True, type=Path, help="folder of prediction files with the same names")
+    p.add_argument("--json", type=Path, default=None, help="also write the numbers (AP in percent) here")
+    p.add_argument("--per-video", action="store_true", help="add one row (and JSON entry) per video")
+    p.set_defaults(func=run)
+
+
+def _nan_to_none(value: object) -> object:
+    """JSON has no NaN: a joint without GT (NaN AP, as in poseval) is written as null."""
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    from cmpose.eval.posetrack import evaluate, format_table
+
+    report = evaluate(args.gt, args.pred, per_video=args.per_video)
+    print(format_table(report))  # noqa: T201
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(_nan_to_none(report), indent=2) + "\n", encoding="utf-8")
+    return 0
