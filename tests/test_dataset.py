@@ -215,5 +215,8 @@ def test_build_clip_dataset_picks_samples(pt18_sample: Path, tmp_path: Path) -> 
     dets = pt18_sample / "annotations/test_posetrack18_human_detections.json"
     test = build_clip_dataset(pt18_sample / "annotations/val", train=False, detections=dets, **sections)
     assert len(test) > 0 and all(s.box_score >= LoaderConfig().det_score_threshold for s in test.samples)
-    batch = next(iter(make_loader(test, batch_size=2, workers=0, sampler="sequential")))
+    loader = make_loader(test, batch_size=2, workers=2, sampler="sequential")
+    # Workers must not be forked from a process whose OpenCV thread pool has run (deadlock).
+    assert loader.multiprocessing_context.get_start_method() in ("forkserver", "spawn")
+    batch = next(iter(loader))
     assert batch["clip"].shape == (2, 3, 3, 256, 192)

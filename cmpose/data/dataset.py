@@ -130,9 +130,13 @@ class PoseTrackClipDataset(TorchDataset):
             to_crop = np.array([[-1.0, 0.0, out_w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ to_crop
 
         factor = reduction_factor(scale, (out_w, out_h), self.loader.max_decode_reduction)
+        # The keyframe may already be cached sharper (for another person of the same frame): use
+        # that, and the same factor for every frame, so all T frames look alike.
+        keyframe, factor = self._cache.get_at_most(person.image_path, factor)
         warp = (to_crop @ reduced_to_full(factor))[:2].astype(np.float32)
         crops = np.empty((len(indices), out_h, out_w, 3), np.uint8)
-        decoded: dict[int, np.ndarray] = {}  # a frame that repeats at a border is decoded once
+        # A frame that repeats at a border is decoded once.
+        decoded: dict[int, np.ndarray] = {person.frame_index: keyframe}
         for t, fi in enumerate(indices):
             if fi not in decoded:
                 decoded[fi] = self._load_frame(person, fi, factor)
@@ -178,15 +182,12 @@ class PoseTrackClipDataset(TorchDataset):
         }
 
     def _load_frame(self, person: PersonRecord, frame_index: int, factor: int) -> np.ndarray:
-        """Decode one clip frame; a missing neighbour falls back to the keyframe (with a warning),
-        a missing keyframe is an error that names the file."""
-        video = self.videos[person.video_id]
-        path = person.image_path if frame_index == person.frame_index else video.frame_path(frame_index)
+        """Decode a neighbour frame; a missing one falls back to the keyframe (with a warning).
+        (A missing keyframe raises ``DataError`` naming the file, in ``__getitem__``.)"""
+        path = self.videos[person.video_id].frame_path(frame_index)
         try:
             return self._cache.get(path, factor)
         except DataError:
-            if frame_index == person.frame_index:
-                raise
             if str(path) not in self._missing_frames:
                 self._missing_frames.add(str(path))
                 log.warning(
