@@ -66,16 +66,8 @@ def test_draw_augment_ranges_and_frequencies():
 
 
 def test_draw_augment_switched_off_is_identity():
-    cfg = AugmentConfig(
-        flip_prob=0.0,
-        rotation=40.0,
-        rotation_prob=0.0,
-        scale=0.0,
-        half_body_prob=0.0,
-        brightness=0.0,
-        contrast=0.0,
-        saturation=0.0,
-    )
+    cfg = AugmentConfig.disabled()
+    assert cfg.rotation == 40.0  # a range that is never drawn
     for p in _draws(cfg, 200):
         assert p == AugmentParams()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -20,16 +21,6 @@ from cmpose.data.readers import read_annotations
 from cmpose.errors import DataError
 from cmpose.keypoints import FLIP_INDEX, PT18_NAMES
 from cmpose.ops.heatmap import HeatmapCodec
-
-NO_AUG = dict(
-    flip_prob=0.0,
-    rotation_prob=0.0,
-    scale=0.0,
-    half_body_prob=0.0,
-    brightness=0.0,
-    contrast=0.0,
-    saturation=0.0,
-)
 
 
 def _to_image(points: np.ndarray, crop_to_image: torch.Tensor) -> np.ndarray:
@@ -94,8 +85,8 @@ def test_crop_pixels_match_the_image_at_keypoints(sample, pt18_sample: Path) -> 
 
 
 def test_flip_maps_back_to_the_same_joints(sample) -> None:  # noqa: ANN001
-    aug = AugmentConfig(**{**NO_AUG, "flip_prob": 1.0})
-    plain = PoseTrackClipDataset(sample.people, sample.videos, train=True, augment=AugmentConfig(**NO_AUG))
+    aug = dataclasses.replace(AugmentConfig.disabled(), flip_prob=1.0)
+    plain = PoseTrackClipDataset(sample.people, sample.videos, train=True, augment=AugmentConfig.disabled())
     flipped = PoseTrackClipDataset(sample.people, sample.videos, train=True, augment=aug)
     codec = HeatmapCodec()
     for i in range(len(plain)):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
+
+from cmpose.utils.io import atomic_write_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +38,5 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(args.gt, args.pred, per_video=args.per_video)
     print(format_table(report))  # noqa: T201
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(_nan_to_none(report), indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, _nan_to_none(report))
     return 0

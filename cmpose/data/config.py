@@ -67,6 +67,19 @@ class AugmentConfig:
     contrast: float = 0.2
     saturation: float = 0.2
 
+    @classmethod
+    def disabled(cls) -> AugmentConfig:
+        """Every augmentation off (rotation keeps its range, but is never drawn)."""
+        return cls(
+            flip_prob=0.0,
+            rotation_prob=0.0,
+            scale=0.0,
+            half_body_prob=0.0,
+            brightness=0.0,
+            contrast=0.0,
+            saturation=0.0,
+        )
+
     def __post_init__(self) -> None:
         for name in ("flip_prob", "rotation_prob", "half_body_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:

@@ -8,9 +8,6 @@ PoseTrack2017 ``annolist`` (poseval joint ids, a ``score`` per point). Predictio
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +17,7 @@ import numpy as np
 from cmpose.errors import EvaluationError
 from cmpose.eval.formats import read_json
 from cmpose.keypoints import NUM_JOINTS, PT17_TO_PT18, PT18_NAMES, SKELETON
+from cmpose.utils.io import atomic_write_json
 
 # poseval asserts every track id is below this (eval_helpers.MAX_TRACK_ID).
 MAX_TRACK_ID = 10000
@@ -142,16 +140,8 @@ def _pt17(gt: dict, results: Mapping[int, Sequence[PersonPrediction]], gt_file: 
 
 
 def _write_atomic(data: dict, out_file: Path) -> None:
-    """Write to a temporary file beside the target, then rename: readers never see half a file."""
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_file.parent, prefix=f".{out_file.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-        os.replace(tmp, out_file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Readers never see half a file (temporary file beside the target, then rename)."""
+    atomic_write_json(out_file, data, indent=None)
 
 
 def write_predictions(
