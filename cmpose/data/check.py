@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from cmpose.data.problems import Problems
 from cmpose.data.readers.auto import find_annotation_files, read_annotations
@@ -88,7 +89,8 @@ def check_source(
     if not files:
         return None
     data = Dataset()
-    for f in files:  # one file at a time: a broken file must not hide the others' problems
+    # One file at a time: a broken file must not hide the others' problems.
+    for f in tqdm(files, desc=f"checking {name}", unit="file", disable=None if len(files) > 20 else True):
         try:
             part = read_annotations(f, image_root, probs, pt17_layout=pt17_layout)
         except DataError as err:

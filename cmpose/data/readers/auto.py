@@ -6,6 +6,8 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+from tqdm import tqdm
+
 from cmpose.data.jsonio import load_json
 from cmpose.data.problems import Problems
 from cmpose.data.readers.posetrack17 import read_posetrack17
@@ -61,7 +63,8 @@ def read_annotations(
         paths = [Path(paths)]
     files = [f for p in paths for f in find_annotation_files(Path(p))]
     out = Dataset()
-    for f in files:
+    # disable=None: a bar on a terminal only, and only for real datasets (hundreds of videos).
+    for f in tqdm(files, desc="reading annotations", unit="file", disable=None if len(files) > 20 else True):
         data = load_json(f)
         fmt = detect_format(data)
         if fmt == "posetrack18":
