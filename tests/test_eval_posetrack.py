@@ -75,14 +75,18 @@ def test_false_positive_person(tmp_path, gts, highest):
     fp = person_from_ann(ann, np.full(17, 0.9) if highest else np.full(17, 0.01), shift=(5000.0, 0.0))
     preds["012834_mpii_test"][0].append(fp)
     report = evaluate(*setup(tmp_path, gts, preds))
+    _expect(report, _one_false_positive_first(gts, ann) if highest else dict.fromkeys(SCORED_NAMES, 100.0))
+
+
+def _one_false_positive_first(gts, ann) -> dict[str, float]:
+    """Expected APs when every joint that ``ann`` annotates gets one wrong detection ranked
+    first, then all N right ones: the precision envelope is N / (N + 1) throughout."""
     ap = dict.fromkeys(SCORED_NAMES, 100.0)
-    if highest:
-        for name in SCORED_NAMES:
-            if annotated(ann)[JOINT_INDEX[name]]:
-                n = count_gt(gts, name)
-                # One wrong detection ranked first, then N right: envelope N / (N + 1) throughout.
-                ap[name] = 100 * n / (n + 1)
-    _expect(report, ap)
+    for name in SCORED_NAMES:
+        if annotated(ann)[JOINT_INDEX[name]]:
+            n = count_gt(gts, name)
+            ap[name] = 100 * n / (n + 1)
+    return ap
 
 
 def test_prediction_inside_ignore_region_is_dropped(tmp_path, gts):
@@ -109,13 +113,7 @@ def test_person_predicted_twice(tmp_path, gts, duplicate_first):
     else:
         people.append(person_from_ann(ann, np.full(17, 0.9)))  # loses, ranked first
     report = evaluate(*setup(tmp_path, gts, preds))
-    ap = dict.fromkeys(SCORED_NAMES, 100.0)
-    for name in SCORED_NAMES:
-        if annotated(ann)[JOINT_INDEX[name]]:
-            n = count_gt(gts, name)
-            # One wrong detection ranked first, then all N right ones: envelope N / (N + 1).
-            ap[name] = 100 * n / (n + 1)
-    _expect(report, ap)
+    _expect(report, _one_false_positive_first(gts, ann))
 
 
 def test_tied_scores_follow_file_and_person_order(tmp_path, gts):
