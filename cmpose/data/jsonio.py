@@ -17,6 +17,8 @@ def load_json(path: Path) -> Any:
             return json.load(f)
     except FileNotFoundError:
         raise DataError("file not found", path=path) from None
+    except OSError as err:  # a folder, no permission, an I/O error
+        raise DataError(f"cannot read: {err.strerror or err}", path=path) from None
     except json.JSONDecodeError as err:
         raise DataError(
             f"not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})", path=path

@@ -11,13 +11,13 @@ poseval then uses the first such point that survives the ignore regions).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from cmpose.data.jsonio import load_json
 from cmpose.errors import DataError
 from cmpose.keypoints import PT17_NAMES
 
@@ -91,11 +91,8 @@ def scalar(value: object, path: Path, record: str, name: str, *, allow_none: boo
 
 
 def read_json(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"cannot read JSON: {err}", path=path) from err
+    """A per-video JSON object; malformed or missing files raise ``DataError`` naming them."""
+    data = load_json(path)
     if not isinstance(data, dict):
         raise DataError(
             "expected a JSON object (PoseTrack2018 'images'/'annotations' or PoseTrack2017 'annolist')",
