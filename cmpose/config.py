@@ -134,14 +134,31 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as err:
             raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {err}") from None
-        node = data
+        node: Any = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
+            if isinstance(node, list):
+                node = _list_item(node, part, key)
+            else:
+                node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
                 raise ConfigError(f"--set {key}: '{part}' is not a section")
-        node[parts[-1]] = value
+        if isinstance(node, list):
+            node[_list_index(node, parts[-1], key)] = value
+        else:
+            node[parts[-1]] = value
     return data
+
+
+def _list_index(items: list, part: str, key: str) -> int:
+    """A list entry is addressed by its 0-based index (``stages.1.lr=1e-4``)."""
+    if not part.lstrip("-").isdigit() or not -len(items) <= int(part) < len(items):
+        raise ConfigError(f"--set {key}: '{part}' is not an index of a list of {len(items)} entries")
+    return int(part)
+
+
+def _list_item(items: list, part: str, key: str) -> Any:
+    return items[_list_index(items, part, key)]
 
 
 def load_config(cls: type[T], path: Path | None = None, overrides: list[str] | None = None) -> T:

@@ -55,6 +55,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out", type=Path, default=Path("outputs/bench/eval.json"))
     ev.set_defaults(func=run_eval)
 
+    mo = bsub.add_parser("model", help="model parameters, FLOPs per clip and CPU latency per clip")
+    mo.add_argument(
+        "--sizes", nargs="+", choices=["tiny", "small", "base"], default=["tiny", "small", "base"]
+    )
+    mo.add_argument(
+        "--variants",
+        nargs="+",
+        choices=["single", "stage1", "stage2"],
+        default=["single", "stage1", "stage2"],
+    )
+    mo.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    mo.add_argument("--repeats", type=int, default=5, help="timed runs per batch size (median reported)")
+    mo.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
+    mo.add_argument("--threads", type=int, default=2, help="torch threads")
+    mo.add_argument(
+        "--base-batch-sizes", type=int, nargs="+", default=[1], help="batch sizes for base (slow on a CPU)"
+    )
+    mo.add_argument("--base-repeats", type=int, default=None, help="repeats for base (default: --repeats)")
+    mo.add_argument("--out", type=Path, default=Path("outputs/bench/model.json"))
+    mo.set_defaults(func=run_model)
+
 
 def _with_work_dir(work_dir: Path | None, fn: Callable[[Path], T]) -> T:
     if work_dir is not None:
@@ -105,5 +126,25 @@ def run_eval(args: argparse.Namespace) -> int:
     )
     print(f"evaluate: {r}")  # noqa: T201
     atomic_write_json(args.out, {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "result": r})
+    log.info("results written to %s", args.out)
+    return 0
+
+
+def run_model(args: argparse.Namespace) -> int:
+    from cmpose.bench.model import markdown_table, run_model_benchmark
+
+    results = run_model_benchmark(
+        sizes=args.sizes,
+        variants=args.variants,
+        batch_sizes=args.batch_sizes,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        base_batch_sizes=args.base_batch_sizes,
+        base_repeats=args.base_repeats,
+    )
+    columns = sorted({x["batch_size"] for r in results for x in r["latency"]})
+    print(markdown_table(results, columns))  # noqa: T201
+    atomic_write_json(args.out, {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "results": results})
     log.info("results written to %s", args.out)
     return 0

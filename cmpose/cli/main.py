@@ -11,7 +11,7 @@ import logging
 import sys
 
 from cmpose import __version__
-from cmpose.cli import bench, data, demo, evaluate
+from cmpose.cli import ablate, bench, convert, data, demo, evaluate, infer, synth, test, train
 from cmpose.errors import CmposeError
 
 log = logging.getLogger("cmpose")
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (data, evaluate, demo, bench):
+    for module in (data, synth, evaluate, train, test, infer, demo, ablate, bench, convert):
         module.register(sub)
     return parser
 

@@ -65,6 +65,11 @@ class PersonRecord:
         ignore_regions: polygons, each (P, 2) x, y, of areas whose people were not annotated.
         image_id: the dataset's image id when it has one.
         box_score: detector confidence (1.0 for ground-truth boxes).
+        hard: hard-case labels of this person in this frame (``cmpose synth``'s optional
+            ``hard`` field: occlusion, motion_blur, defocus, low_light, truncation); empty when the
+            annotation has none.
+        visible: (J,) bool, False where an annotated joint is covered by someone or something
+            (the optional ``visible`` field of ``cmpose synth``); None when the annotation has none.
     """
 
     video_id: str
@@ -78,6 +83,8 @@ class PersonRecord:
     ignore_regions: list[np.ndarray] = field(default_factory=list)
     image_id: int | None = None
     box_score: float = 1.0
+    hard: tuple[str, ...] = ()
+    visible: np.ndarray | None = None
 
     @property
     def num_annotated(self) -> int:

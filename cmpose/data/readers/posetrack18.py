@@ -293,6 +293,7 @@ def _read_person(
     except DataError as err:
         problems.error("malformed person", str(err))
         return None
+    hard, visible = _synth_fields(ann, rec, path, order, kps, problems)
     return PersonRecord(
         video_id=video_id,
         frame_index=frame_index,
@@ -304,4 +305,45 @@ def _read_person(
         track_id=track_id,
         ignore_regions=regions,
         image_id=ann["image_id"],
+        hard=hard,
+        visible=visible,
     )
+
+
+def _synth_fields(
+    ann: dict, rec: str, path: Path, order: np.ndarray, kps: np.ndarray, problems: Problems
+) -> tuple[tuple[str, ...], np.ndarray | None]:
+    """The optional per-person fields ``cmpose synth`` writes: ``hard`` (list of hard-case labels)
+    and ``visible`` (one 0/1 per keypoint of the file, in its order). Malformed ones are dropped
+    with a warning; the person is kept."""
+    hard: tuple[str, ...] = ()
+    raw = ann.get("hard")
+    if raw is not None:
+        if isinstance(raw, list) and all(isinstance(h, str) for h in raw):
+            hard = tuple(raw)
+        else:
+            problems.warning(
+                "bad hard labels",
+                f"expected a list of strings, got {raw!r}; ignored",
+                path=path,
+                record=rec,
+                field="hard",
+            )
+    visible = None
+    raw = ann.get("visible")
+    if raw is not None:
+        ok = isinstance(raw, list) and len(raw) > order.max()
+        ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)
+        if ok:
+            flags = np.asarray(raw, dtype=np.float64)
+            visible = np.where(order >= 0, flags[np.maximum(order, 0)], 0.0) > 0
+            visible &= kps[:, 2] > 0  # only annotated joints can be visible
+        else:
+            problems.warning(
+                "bad visibility",
+                f"expected {order.max() + 1} numbers (0 or 1), got {raw!r}; ignored",
+                path=path,
+                record=rec,
+                field="visible",
+            )
+    return hard, visible

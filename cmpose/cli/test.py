@@ -1,0 +1,60 @@
+"""``cmpose test``: a trained model on a split, PoseTrack mAP (all frames and hard frames)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "test",
+        help="test a checkpoint on a split (PoseTrack mAP)",
+        description="Inference with flip test, person rescoring and OKS-NMS, per-video PoseTrack files, then "
+        "the PoseTrack mAP. Data and test settings come from CONFIG when given, else from the checkpoint.",
+    )
+    p.add_argument("config", type=Path, nargs="?", default=None, help="experiment YAML (optional)")
+    p.add_argument("--checkpoint", type=Path, required=True, help="a cmpose training checkpoint (.pt)")
+    p.add_argument("--boxes", default=None, help="'gt', 'detections' (the config's file) or a detector JSON")
+    p.add_argument("--split", default="val", choices=["val", "train"])
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: beside the checkpoint)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cmpose.config import from_dict, load_config, to_dict
+    from cmpose.engine import dist
+    from cmpose.engine.checkpointing import load_model, stage_of
+    from cmpose.engine.config import ExperimentConfig
+    from cmpose.engine.stages import stage_clip
+    from cmpose.engine.testing import report_markdown, run_test
+    from cmpose.engine.trainer import amp_dtype
+
+    device = dist.setup(args.device)
+    model, ckpt_cfg = load_model(args.checkpoint, device)
+    if args.config is not None:
+        cfg = load_config(ExperimentConfig, args.config, args.overrides)
+    else:
+        from cmpose.config import apply_overrides
+
+        cfg = from_dict(ExperimentConfig, apply_overrides(to_dict(ckpt_cfg), args.overrides))
+    data, test = cfg.data, cfg.test
+    if args.boxes in ("gt", "detections"):
+        test = dataclasses.replace(test, boxes=args.boxes)
+    elif args.boxes is not None:
+        data = dataclasses.replace(data, val_detections=str(Path(args.boxes).resolve()))
+        test = dataclasses.replace(test, boxes="detections")
+    import torch
+
+    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    clip = stage_clip(ckpt_cfg, stage_of(state, ckpt_cfg))
+    out = args.out or args.checkpoint.parent / f"test_{args.split}"
+    report = run_test(model, data, clip, test, out, device, amp_dtype(cfg.run.amp, device), split=args.split)
+    dist.cleanup()
+    if report is not None:
+        print(report_markdown(report))  # noqa: T201
+        print(f"written to {out}")  # noqa: T201
+    return 0

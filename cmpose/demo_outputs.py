@@ -1,0 +1,139 @@
+"""What the demo leaves for people to look at: the summary (JSON + Markdown), the overlay video,
+the token-importance picture and the training curves."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from cmpose.engine.config import ExperimentConfig
+from cmpose.engine.testing import split_paths
+from cmpose.eval.posetrack import format_table
+from cmpose.utils.io import atomic_write_bytes, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def token_picture(model: Any, cfg: ExperimentConfig, out_png: Path, num_people: int = 4) -> Path | None:
+    """TCIS importance and cluster maps over the crops of a few val people (hard ones first)."""
+    from cmpose.data.build import build_clip_dataset
+    from cmpose.engine.stages import stage_clip
+    from cmpose.viz.draw import denormalize
+    from cmpose.viz.tokens import token_map_sheet
+
+    ann, _ = split_paths(cfg.data, "val")
+    ds = build_clip_dataset(
+        ann,
+        train=False,
+        clip=stage_clip(cfg, cfg.stages[-1]),
+        crop=cfg.data.crop,
+        augment=cfg.data.augment,
+        loader=cfg.data.loader,
+    )
+    order = sorted(range(len(ds)), key=lambda i: (not ds.samples[i].hard, i))[:num_people]
+    rows = []
+    for i in order:
+        item = ds[i]
+        with torch.no_grad():
+            out = model(item["clip"][None])
+        if "importance" not in out:
+            return None
+        crops = np.stack(
+            [denormalize(f.numpy(), cfg.data.crop.mean, cfg.data.crop.std) for f in item["clip"]]
+        )
+        ids = out.get("cluster_ids")
+        rows.append(
+            token_map_sheet(crops, out["importance"][0].numpy(), None if ids is None else ids[0].numpy())
+        )
+    # People side by side, each a column of (crops ; importance ; kept/clustered) x T frames.
+    height = max(r.shape[0] for r in rows)
+    sheet = np.concatenate([np.pad(r, ((0, height - r.shape[0]), (0, 6), (0, 0))) for r in rows], axis=1)
+    ok, png = cv2.imencode(".png", sheet)
+    if not ok:
+        return None
+    atomic_write_bytes(out_png, png.tobytes())
+    return out_png
+
+
+def write_pictures(checkpoint: Path, cfg: ExperimentConfig, out: Path, video: Path | None) -> dict[str, str]:
+    """Overlay MP4 of a val video (and of ``video``), the token picture, the curves."""
+    from cmpose.engine.checkpointing import load_model
+    from cmpose.infer.pipeline import infer_video
+
+    model, _ = load_model(checkpoint, "cpu")
+    pictures: dict[str, str] = {}
+    curves = checkpoint.parents[1] / "curves.png"
+    if curves.is_file():
+        shutil.copyfile(curves, out / "curves.png")
+        pictures["curves"] = "curves.png"
+    png = token_picture(model, cfg, out / "tokens.png")
+    if png is not None:
+        pictures["tokens"] = png.name
+    ann, _ = split_paths(cfg.data, "val")
+    first = sorted(Path(ann).glob("*.json"))[0]
+    frames = Path(cfg.data.root) / "images" / "val" / first.stem
+    # GT boxes, interpolated between the labelled frames: the detector file (like PoseTrack's)
+    # has boxes on the labelled frames only, and the overlay should show every frame.
+    mp4, stats = infer_video(model, cfg, frames, out / "video", boxes=f"gt:{first}")
+    pictures["video"] = str(mp4.relative_to(out))
+    log.info("val video %s: %.1f frames/s", first.stem, stats["fps"])
+    if video is not None:
+        mp4, stats = infer_video(model, cfg, Path(video), out / "video", boxes="hog")
+        pictures["user_video"] = str(mp4.relative_to(out))
+    return pictures
+
+
+def write_summary(
+    out: Path,
+    cfg: ExperimentConfig,
+    plan: Any,
+    train: dict[str, Any],
+    pictures: dict[str, str],
+    synth_seconds: float,
+    elapsed: float,
+) -> dict[str, Any]:
+    final = train["stages"][-1]["val"]
+    summary = {
+        "elapsed_seconds": round(elapsed, 1),
+        "budget_minutes": plan.minutes,
+        "synth": {**dataclasses.asdict(plan.synth), "seconds": round(synth_seconds, 1)},
+        "stages": [{k: v for k, v in s.items() if k != "val"} | _val_line(s["val"]) for s in train["stages"]],
+        "test": final,
+        "pictures": pictures,
+    }
+    atomic_write_json(out / "summary.json", summary)
+    lines = [
+        "# cmpose demo",
+        "",
+        f"Wall time {elapsed / 60:.1f} min of a {plan.minutes:g}-minute budget "
+        f"(data generation {synth_seconds:.0f} s).",
+        "",
+        "| stage | kind | steps | seconds | val mAP | hard-frame mAP |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in summary["stages"]:
+        row = [s["name"], s["kind"], str(s["steps"]), f"{s['seconds']:.0f}"]
+        row += [f"{s['mAP']:.1f}", f"{s['mAP_hard']:.1f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    if final:
+        lines += ["", f"Synthetic val, {final['boxes']} boxes, all labelled frames:", "", "```"]
+        lines += [format_table(final["all"]), "```"]
+        if final.get("hard"):
+            lines += ["", "Hard frames only:", "", "```", format_table(final["hard"]), "```"]
+    lines += ["", "Pictures: " + ", ".join(f"[{k}]({v})" for k, v in pictures.items())]
+    atomic_write_bytes(out / "summary.md", ("\n".join(lines) + "\n").encode())
+    return summary
+
+
+def _val_line(val: dict[str, Any] | None) -> dict[str, float]:
+    nan = float("nan")
+    if not val:
+        return {"mAP": nan, "mAP_hard": nan}
+    return {"mAP": val["all"]["Total"], "mAP_hard": val["hard"]["Total"] if val.get("hard") else nan}

@@ -1,0 +1,1 @@
+"""Training machinery: optimizer parameter groups, LR schedules, EMA of the weights."""

@@ -1,0 +1,358 @@
+"""One training stage: data, optimizer, schedule, AMP, EMA, DDP, checkpoints, validation.
+
+Checkpoints go to ``RUN/<stage>/last.pt`` every epoch (and every ``checkpoint_steps``) and
+``RUN/<stage>/final.pt`` at the end; ``resume`` continues from ``last.pt`` at the exact batch
+(the sampler order and the augmentation are functions of (seed, epoch, index), so skipping the
+batches already done reproduces the rest of the epoch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Sampler
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from cmpose.data.build import build_clip_dataset, make_loader
+from cmpose.data.sampler import KeyframeGroupedSampler
+from cmpose.engine import dist
+from cmpose.engine.checkpointing import read_checkpoint, rng_state, save_checkpoint, set_rng_state
+from cmpose.engine.config import ExperimentConfig, StageConfig
+from cmpose.engine.ema import ModelEma
+from cmpose.engine.optim import build_optimizer, lr_factor
+from cmpose.engine.stages import (
+    build_stage_model,
+    freeze,
+    frozen_norms,
+    load_init,
+    load_previous_stage,
+    stage_clip,
+)
+from cmpose.engine.testing import _resolve, run_test, summary_line
+
+log = logging.getLogger(__name__)
+
+
+class SkipSampler(Sampler[int]):
+    """The base sampler's order without its first ``skip`` indices (resuming mid-epoch)."""
+
+    def __init__(self, base: Sampler[int], skip: int = 0) -> None:
+        self.base, self.skip = base, skip
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)  # type: ignore[attr-defined]
+
+    def __iter__(self):  # noqa: ANN204
+        it = iter(self.base)
+        for _ in range(self.skip):
+            next(it, None)
+        return it
+
+    def __len__(self) -> int:
+        return max(0, len(self.base) - self.skip)  # type: ignore[arg-type]
+
+
+def _json_safe(obj: Any) -> Any:
+    """A report as plain JSON text: a checkpoint loaded with weights_only holds no arbitrary
+    objects (and NaN survives as a JSON token)."""
+    import json
+
+    return None if obj is None else json.dumps(obj)
+
+
+def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """bf16 where the device has it (CPU, Ampere+ GPUs), else fp16 on CUDA with a grad scaler."""
+    if setting == "off":
+        return None
+    if setting == "fp16":
+        return torch.float16
+    if setting == "bf16" or device.type == "cpu":
+        return torch.bfloat16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@dataclass
+class StageResult:
+    steps: int
+    epochs_done: int
+    seconds: float
+    final: Path
+    report: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class StageTrainer:
+    """Trains one stage; ``run()`` returns a ``StageResult``."""
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        stage: StageConfig,
+        stage_dir: Path,
+        init: Path | None,
+        device: torch.device,
+        writer: SummaryWriter | None,
+        resume: bool,
+        init_external: bool = False,
+    ) -> None:
+        self.cfg, self.stage, self.dir, self.device, self.writer = cfg, stage, Path(stage_dir), device, writer
+        self.clip_cfg = stage_clip(cfg, stage)
+        # The initial weights come from the seed, whatever ran before in this process.
+        torch.manual_seed(cfg.run.seed)
+        model = build_stage_model(cfg, stage)
+        if init is not None and init_external:
+            load_init(model, str(init))  # run.init: ViTPose / MAE / cmpose weights
+        elif init is not None:  # the previous stage (its EMA weights when it kept them)
+            state = read_checkpoint(init)
+            load_previous_stage(model, state.get("ema") or state["model"], str(init))
+        freeze(model, stage.freeze)
+        self.frozen_norms = frozen_norms(model, stage.freeze)
+        self.model = model.to(device)
+        self.ddp = (
+            DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            if dist.is_distributed()
+            else model
+        )
+        data = cfg.data
+        self.dataset = build_clip_dataset(
+            _resolve(data.root, data.train),
+            train=True,
+            clip=self.clip_cfg,
+            crop=data.crop,
+            augment=data.augment,
+            loader=data.loader,
+            image_root=_resolve(data.root, data.image_root),
+            pt17_layout=data.pt17_layout,
+            seed=cfg.run.seed,
+        )
+        self.batch_size = stage.batch_size or data.batch_size
+        if data.sampler == "grouped":
+            self.base_sampler: Sampler[int] = KeyframeGroupedSampler(
+                self.dataset.samples, seed=cfg.run.seed, rank=dist.rank(), world_size=dist.world_size()
+            )
+        else:
+            self.base_sampler = torch.utils.data.DistributedSampler(
+                self.dataset, dist.world_size(), dist.rank(), shuffle=True, seed=cfg.run.seed
+            )
+        self.steps_per_epoch = len(self.base_sampler) // self.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"stage '{stage.name}': {len(self.dataset)} samples give no full batch of {self.batch_size}"
+            )
+        o = cfg.optim
+        self.optimizer = build_optimizer(
+            self.model,
+            lr=stage.lr if stage.lr is not None else o.lr,
+            weight_decay=o.weight_decay,
+            betas=o.betas,
+            layer_decay=o.layer_decay,
+        )
+        self.total_steps = stage.epochs * self.steps_per_epoch
+        self.milestones = tuple(m * self.steps_per_epoch for m in o.milestones)
+        # The factor reads self.total_steps at each step: a wall-time budget shortens it.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._factor)
+        self.amp = amp_dtype(cfg.run.amp, device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
+        self.ema = ModelEma(self.model, cfg.run.ema) if cfg.run.ema > 0 else None
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.history: list[dict[str, Any]] = []
+        self.seconds_before = 0.0
+        if resume and (self.dir / "last.pt").is_file():
+            self._load(self.dir / "last.pt")
+
+    # --- schedule ------------------------------------------------------------------------------------
+    def _factor(self, step: int) -> float:
+        o = self.cfg.optim
+        return lr_factor(
+            step,
+            total_steps=max(1, self.total_steps),
+            warmup_steps=min(o.warmup_steps, max(0, self.total_steps // 5)),
+            schedule=o.schedule,
+            milestones=self.milestones,
+            gamma=o.gamma,
+            min_factor=o.min_lr_factor,
+        )
+
+    # --- checkpoints ---------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        from cmpose.config import to_dict
+
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "total_steps": self.total_steps,
+            "seconds": self.seconds_before + (time.perf_counter() - self.t0),
+            "history": self.history,
+            "rng": rng_state(),
+            "config": to_dict(self.cfg),
+            "stage": self.stage.name,
+            "report": _json_safe(getattr(self, "report", None)),
+        }
+
+    def _save(self, name: str) -> None:
+        if dist.is_main():
+            save_checkpoint(self.dir / name, self._state())
+
+    def _load(self, path: Path) -> None:
+        state = read_checkpoint(path)
+        self.model.load_state_dict(state["model"])
+        if self.ema and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.batch_in_epoch, self.total_steps = state["batch_in_epoch"], state["total_steps"]
+        self.seconds_before, self.history = state["seconds"], list(state["history"])
+        set_rng_state(state["rng"])
+        log.info("resumed stage '%s' at epoch %d, step %d", self.stage.name, self.epoch, self.step)
+
+    # --- the loop ------------------------------------------------------------------------------------
+    def run(self) -> StageResult:
+        self.t0 = time.perf_counter()
+        budget = self.stage.minutes * 60.0
+        stop = False
+        timed_from: tuple[int, float] | None = None
+        while self.epoch < self.stage.epochs and not stop and self.step < self.total_steps:
+            self.dataset.set_epoch(self.epoch)
+            self.base_sampler.set_epoch(self.epoch)  # type: ignore[attr-defined]
+            sampler = SkipSampler(self.base_sampler, self.batch_in_epoch * self.batch_size)
+            loader = make_loader(
+                self.dataset, self.batch_size, self.cfg.data.workers, sampler=sampler, drop_last=True
+            )
+            bar = tqdm(
+                loader,
+                desc=f"{self.stage.name} epoch {self.epoch + 1}/{self.stage.epochs}",
+                disable=not dist.is_main(),
+                unit="batch",
+                leave=False,
+            )
+            for batch in bar:
+                losses = self._train_step(batch)
+                self.step += 1
+                self.batch_in_epoch += 1
+                if self.step % self.cfg.run.log_every == 0 or self.step == 1:
+                    self._log(losses, bar)
+                if self.cfg.run.checkpoint_steps and self.step % self.cfg.run.checkpoint_steps == 0:
+                    self._save("last.pt")
+                if budget > 0:
+                    elapsed = self.seconds_before + time.perf_counter() - self.t0
+                    if timed_from is None and self.step >= 5:
+                        timed_from = (self.step, elapsed)  # after warm-up steps
+                    elif timed_from is not None and self.step == timed_from[0] + 10:
+                        per_step = (elapsed - timed_from[1]) / 10
+                        # Rank 0's estimate for all ranks: they must stop at the same step.
+                        fit = dist.broadcast_object(self.step + int((budget - elapsed) / per_step))
+                        if fit < self.total_steps:
+                            log.info(
+                                "stage '%s': %.2f s/step, %d of %d steps fit in %.1f min",
+                                self.stage.name, per_step, fit, self.total_steps, self.stage.minutes,
+                            )  # fmt: skip
+                            self.total_steps = max(self.step + 1, fit)
+                    stop = bool(dist.broadcast_object(elapsed >= budget)) if self.step % 5 == 0 else stop
+                if stop or self.step >= self.total_steps:
+                    break
+            bar.close()
+            finished_epoch = self.batch_in_epoch >= self.steps_per_epoch
+            if finished_epoch:
+                self.epoch += 1
+                self.batch_in_epoch = 0
+            self._save("last.pt")
+            val = self.cfg.run.val_every
+            if (
+                finished_epoch
+                and val
+                and self.epoch % val == 0
+                and self.epoch < self.stage.epochs
+                and not stop
+            ):
+                self._validate()
+        self.report = self._validate()
+        self._save("final.pt")
+        report = self.report
+        dist.barrier()
+        seconds = self.seconds_before + time.perf_counter() - self.t0
+        return StageResult(self.step, self.epoch, seconds, self.dir / "final.pt", report, self.history)
+
+    def _train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        self.ddp.train()
+        for m in self.frozen_norms:
+            m.eval()
+        clip = batch["clip"].to(self.device, non_blocking=True)
+        targets = {
+            "target": batch["target"].to(self.device, non_blocking=True),
+            "target_weight": batch["target_weight"].to(self.device, non_blocking=True),
+        }
+        # Every random draw of the step (auxiliary masks, noise, drop-path) is a function of
+        # (seed, rank, step), so a resumed run draws exactly what the uninterrupted one did, even
+        # though creating a loader iterator consumes the global generator.
+        step_seed = (self.cfg.run.seed * 1_000_003 + dist.rank() * 7919 + self.step) % (2**63)
+        torch.manual_seed(step_seed)
+        gen = torch.Generator(self.device).manual_seed(step_seed)
+        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            out = self.ddp(clip, targets, gen)
+        loss = out["loss"]["total"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"stage '{self.stage.name}' step {self.step}: loss is {loss.item()}")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.optim.clip_grad > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], self.cfg.optim.clip_grad
+            )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.ema:
+            self.ema.update(self.model, self.step)
+        return {k: float(v.detach()) for k, v in out["loss"].items()}
+
+    def _log(self, losses: dict[str, float], bar: tqdm) -> None:
+        lr = self.optimizer.param_groups[-1]["lr"]
+        entry = {"step": self.step, "lr": lr, **{f"loss/{k}": v for k, v in losses.items()}}
+        self.history.append(entry)
+        bar.set_postfix(loss=f"{losses['total']:.4f}", lr=f"{lr:.2e}")
+        if self.writer is not None:
+            tag = self.stage.name
+            for k, v in losses.items():
+                self.writer.add_scalar(f"{tag}/loss/{k}", v, self.step)
+            self.writer.add_scalar(f"{tag}/lr", lr, self.step)
+
+    def _validate(self) -> dict[str, Any] | None:
+        model = self.model
+        ctx = self.ema.swapped(model) if self.ema else contextlib.nullcontext()
+        with ctx:
+            report = run_test(
+                model,
+                self.cfg.data,
+                self.clip_cfg,
+                self.cfg.test,
+                self.dir / f"val_epoch{self.epoch}",
+                self.device,
+                self.amp,
+            )
+        if report is not None:
+            log.info("stage '%s' epoch %d: val %s", self.stage.name, self.epoch, summary_line(report))
+            self.history.append({"step": self.step, "val/mAP": report["all"]["Total"]})
+            if self.writer is not None:
+                self.writer.add_scalar(f"{self.stage.name}/val/mAP", report["all"]["Total"], self.step)
+                if report.get("hard"):
+                    self.writer.add_scalar(
+                        f"{self.stage.name}/val/mAP_hard", report["hard"]["Total"], self.step
+                    )
+        return report

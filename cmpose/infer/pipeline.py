@@ -1,0 +1,79 @@
+"""One call from a loaded model to an overlay video: boxes -> tracks -> poses -> MP4 + JSONL.
+Used by ``cmpose infer`` and ``cmpose demo``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cmpose.engine.config import ExperimentConfig
+from cmpose.infer.detect import HogDetector, box_source_from_spec
+from cmpose.infer.tracker import IoUTracker
+from cmpose.infer.video import FrameSource, VideoPoseRunner, run_video, video_stem
+
+log = logging.getLogger(__name__)
+
+
+def infer_video(
+    model: Any,
+    cfg: ExperimentConfig,
+    video: Path,
+    out_dir: Path,
+    *,
+    boxes: str = "hog",
+    device: str = "cpu",
+    flip_test: bool | None = None,
+    amp: str | None = None,
+    max_frames: int | None = None,
+    fps: float | None = None,
+    token_maps_every: int | None = None,
+    batch_size: int = 32,
+    score_threshold: float = 0.2,
+    min_score: float = 0.3,
+) -> tuple[Path, dict[str, Any]]:
+    """Run ``model`` (built by ``load_model``, with its experiment ``cfg``) on ``video`` (a file or
+    a folder of frames); writes ``out_dir/<stem>.mp4`` and ``.jsonl`` (and token maps every
+    ``token_maps_every`` frames). Returns the MP4 path and the measured numbers."""
+    from cmpose.engine.trainer import amp_dtype
+
+    source = FrameSource(Path(video), max_frames, fps)
+    box_source = box_source_from_spec(boxes, source.name, source.frame_names, score_threshold)
+    if isinstance(box_source, HogDetector):
+        log.warning(
+            "person boxes from OpenCV's HOG people detector, which misses many people (small, sitting, "
+            "occluded) and gives loose boxes; pass boxes from a real detector for real results"
+        )
+    want_maps = token_maps_every is not None
+    if want_maps and getattr(model, "encoder", None) is None:
+        log.warning("token maps: this is the single-frame model (no encoder, no token importance)")
+        want_maps = False
+    runner = VideoPoseRunner(
+        model,
+        cfg.data.crop,
+        int(getattr(model, "num_frames", cfg.data.clip.num_frames)),
+        cfg.data.clip.test_step,
+        device,
+        batch_size=batch_size,
+        flip_test=cfg.test.flip_test if flip_test is None else flip_test,
+        keep_maps=want_maps,
+        keep_crops=want_maps,
+        amp_dtype=amp_dtype(amp or cfg.run.amp, torch.device(device)),
+    )
+    stem = video_stem(Path(video))
+    out_mp4, out_json = Path(out_dir) / f"{stem}.mp4", Path(out_dir) / f"{stem}.jsonl"
+    stats = run_video(
+        source,
+        out_mp4,
+        out_json,
+        runner,
+        box_source,
+        tracker=IoUTracker(),
+        token_maps_dir=Path(out_dir) / f"{stem}_tokens" if want_maps else None,
+        token_maps_every=token_maps_every or 0,
+        min_score=min_score,
+    )
+    stats["token_maps_dir"] = str(Path(out_dir) / f"{stem}_tokens") if want_maps else None
+    return out_mp4, stats

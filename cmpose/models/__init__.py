@@ -1,0 +1,1 @@
+"""CM-Pose model: ViT backbone, MCL auxiliary tasks, TCIS, token clustering, heads."""

@@ -1,0 +1,237 @@
+"""``cmpose demo`` and ``cmpose ablate`` plumbing: the demo's time plan, the ablation variants and
+their token counts, ``--set`` overrides of list entries, and one end-to-end demo run on a tiny
+model and a tiny synthetic dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from cmpose.config import apply_overrides, from_dict, load_config
+from cmpose.demo import DemoPlan, plan_stages, run_demo
+from cmpose.engine.ablate import VARIANTS, refinement_tokens, variant_config
+from cmpose.engine.config import ExperimentConfig, StageConfig
+from cmpose.engine.stages import build_stage_model
+from cmpose.errors import ConfigError
+from cmpose.synth import SynthConfig
+
+J = 17
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny(stages: list[dict] | None = None) -> dict:
+    return {
+        "data": {
+            "root": "unused",
+            "val_detections": "detections/val_boxes.json",
+            "batch_size": 4,
+            "workers": 0,
+            "crop": {"image_size": [48, 64], "heatmap_size": [12, 16]},
+        },
+        "model": {
+            "backbone": {"size": "tiny", "embed_dim": 32, "depth": 1, "num_heads": 2, "stem_channels": 8},
+            "head": {"deconv_channels": [16, 16]},
+            "encoder": {"depth": 1, "num_heads": 2, "keypoint_head_hidden": 32},
+            "aux": {"decoder_hidden": 32},
+            "fte": {"depth": 1, "num_heads": 2},
+        },
+        "optim": {"lr": 1e-3, "layer_decay": None, "warmup_steps": 2, "schedule": "cosine"},
+        "stages": stages
+        or [
+            {"name": "pretrain", "kind": "single", "epochs": 1},
+            {"name": "mcl", "kind": "mcl", "epochs": 1, "lr": 1e-3},
+            {"name": "fte", "kind": "fte", "epochs": 1, "lr": 5e-4},
+        ],
+        "run": {"val_every": 0, "log_every": 1, "amp": "off"},
+        "test": {"boxes": "detections", "workers": 0, "batch_size": 8, "flip_test": False},
+    }
+
+
+@pytest.fixture
+def cfg() -> ExperimentConfig:
+    return from_dict(ExperimentConfig, tiny())
+
+
+# --- plan_stages ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shares", [(0.5, 0.3, 0.2), (2.0, 1.0, 1.0), (1.0, 1.0, 1.0)])
+def test_plan_stages_splits_the_training_time(cfg, shares) -> None:
+    plan = DemoPlan(minutes=10.0, shares=shares, reserve=0.1)
+    seconds_left = 570.0
+    planned = plan_stages(cfg, plan, seconds_left)
+    minutes = [s.minutes for s in planned.stages]
+    train_min = (1.0 - plan.reserve) * seconds_left / 60.0
+    assert sum(minutes) == pytest.approx(train_min, abs=3 * 0.0005)
+    for m, share in zip(minutes, shares, strict=True):
+        assert m == pytest.approx(train_min * share / sum(shares), abs=0.0005)
+    # everything else is untouched, and the input config is not modified
+    assert [(s.name, s.kind, s.epochs, s.lr) for s in planned.stages] == [
+        (s.name, s.kind, s.epochs, s.lr) for s in cfg.stages
+    ]
+    assert all(s.minutes == 0.0 for s in cfg.stages)
+    assert planned.data == cfg.data and planned.model == cfg.model
+
+
+def test_plan_stages_never_plans_an_unlimited_stage(cfg) -> None:
+    # Little or no time left: every stage still gets a positive budget (0 would mean "no limit").
+    for left in (0.0, -30.0, 5.0):
+        planned = plan_stages(cfg, DemoPlan(), left)
+        assert all(s.minutes > 0 for s in planned.stages)
+
+
+def test_plan_stages_needs_one_share_per_stage(cfg) -> None:
+    with pytest.raises(ValueError, match="2 budget shares for 3 stages"):
+        plan_stages(cfg, DemoPlan(shares=(0.5, 0.5)), 600.0)
+    with pytest.raises(ValueError):
+        plan_stages(cfg, DemoPlan(shares=(0.25,) * 4), 600.0)
+
+
+# --- ablation variants -------------------------------------------------------------------------------------
+
+
+def test_variant_configs(cfg, tmp_path: Path) -> None:
+    init = tmp_path / "pretrain" / "final.pt"
+    by_name = {name: variant_config(cfg, name, epochs=4, fte_epochs=1, init=init) for name in VARIANTS}
+    for v in by_name.values():
+        assert v.run.init == str(init) and v.run.val_every == 0
+        assert v.data == cfg.data and v.optim == cfg.optim and v.run.seed == cfg.run.seed
+    a = by_name["a_single"]
+    assert [(s.kind, s.epochs) for s in a.stages] == [("single", 4)]
+    aux = {n: (v.model.aux.mask, v.model.aux.noise) for n, v in by_name.items()}
+    assert aux["b_temporal"] == (False, False)
+    assert aux["c_mask"] == (True, False)
+    assert aux["d_mask_noise"] == (True, True)
+    for n in ("b_temporal", "c_mask", "d_mask_noise"):
+        assert [(s.kind, s.epochs) for s in by_name[n].stages] == [("mcl", 4)]
+    e = by_name["e_cmpose"]
+    assert [(s.kind, s.epochs) for s in e.stages] == [("mcl", 3), ("fte", 1)]
+    assert sum(s.epochs for s in e.stages) == 4
+    assert e.stages[-1].lr == cfg.stages[-1].lr
+    assert (e.model.aux.mask, e.model.aux.noise) == (cfg.model.aux.mask, cfg.model.aux.noise)
+    # the models the variants build
+    b_model = build_stage_model(by_name["b_temporal"], by_name["b_temporal"].stages[0])
+    assert b_model.aux_mask is None and b_model.aux_noise is None and b_model.encoder is not None
+    c_model = build_stage_model(by_name["c_mask"], by_name["c_mask"].stages[0])
+    assert c_model.aux_mask is not None and c_model.aux_noise is None
+    # the input config is untouched
+    assert len(cfg.stages) == 3 and cfg.model.aux.mask and cfg.run.init is None
+
+
+@pytest.mark.parametrize("fte_epochs", [0, 4, 5, -1])
+def test_variant_e_needs_fte_epochs_inside_the_total(cfg, tmp_path: Path, fte_epochs: int) -> None:
+    with pytest.raises(ValueError, match="fte_epochs"):
+        variant_config(cfg, "e_cmpose", epochs=4, fte_epochs=fte_epochs, init=tmp_path / "x.pt")
+
+
+def test_refinement_tokens(cfg) -> None:
+    # 48x64 crop, stride 16: a 4 x 3 token grid, N = 12; T = 3 -> L = 36.
+    N, T = 12, 3
+    L = T * N
+    K = math.ceil(0.5 * L)  # keep ratio 0.5 -> 18
+    M = math.ceil(0.25 * (L - K))  # cluster ratio 0.25 of the 18 others -> 5
+    assert (K, M) == (18, 5)
+    single = StageConfig(name="s", kind="single")
+    mcl = StageConfig(name="m", kind="mcl")
+    fte = StageConfig(name="f", kind="fte")
+    assert refinement_tokens(cfg, single) == N
+    assert refinement_tokens(cfg, mcl) == J + L
+    assert refinement_tokens(cfg, fte) == J + K + M == 40
+    fte_cfg = dataclasses.replace(cfg.model.fte, cluster=False)
+    no_cluster = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, fte=fte_cfg))
+    assert refinement_tokens(no_cluster, fte) == J + K
+    # the FTE model really keeps K tokens and forms M clusters
+    model = build_stage_model(cfg, fte).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, T, 3, 64, 48, generator=torch.Generator().manual_seed(0)))
+    assert out["kept_idx"].shape == (2, K)
+    ids = out["cluster_ids"]
+    assert ids.shape == (2, T, 4, 3)
+    assert int((ids == -1).sum()) == 2 * K
+    for b in range(2):
+        assert len(torch.unique(ids[b][ids[b] >= 0])) == M
+
+
+# --- --set on list entries -----------------------------------------------------------------------------
+
+
+def _stages_doc() -> dict:
+    return {"stages": [{"name": "a", "lr": 0.1}, {"name": "b", "lr": 0.2}, {"name": "c"}], "run": {"seed": 0}}
+
+
+def test_apply_overrides_list_indices() -> None:
+    d = apply_overrides(
+        _stages_doc(), ["stages.1.lr=0.5", "stages.-1.epochs=7", "stages.0.freeze=[backbone.]"]
+    )
+    assert d["stages"][1]["lr"] == 0.5 and d["stages"][0]["lr"] == 0.1
+    assert d["stages"][2]["epochs"] == 7
+    assert d["stages"][0]["freeze"] == ["backbone."]
+    d = apply_overrides({"data": {"crop": {"image_size": [192, 256]}}}, ["data.crop.image_size.1=128"])
+    assert d["data"]["crop"]["image_size"] == [192, 128]
+    d = apply_overrides({"data": {"crop": {"image_size": [192, 256]}}}, ["data.crop.image_size.-2=96"])
+    assert d["data"]["crop"]["image_size"] == [96, 256]
+
+
+@pytest.mark.parametrize("item", ["stages.3.lr=1", "stages.-4.lr=1", "stages.x.lr=1", "stages.1.5=1"])
+def test_apply_overrides_bad_list_index_names_the_key(item: str) -> None:
+    doc = _stages_doc()
+    if item.startswith("stages.1.5"):
+        doc["stages"][1] = [1, 2]  # a list inside a list: index 5 is out of range
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(doc, [item])
+    assert item.split("=")[0] in str(err.value)
+
+
+def test_load_config_with_stage_override(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny()))
+    cfg = load_config(ExperimentConfig, path, ["stages.1.lr=1e-4", "stages.-1.epochs=3"])
+    assert cfg.stages[1].lr == 1e-4 and cfg.stages[2].epochs == 3 and cfg.stages[0].lr is None
+    with pytest.raises(ConfigError, match=r"stages\.3\.lr"):
+        load_config(ExperimentConfig, path, ["stages.3.lr=1e-4"])
+    with pytest.raises(ConfigError, match="lrr"):  # an unknown field of a list entry
+        load_config(ExperimentConfig, path, ["stages.0.lrr=1e-4"])
+
+
+# --- the demo end to end --------------------------------------------------------------------------------
+
+
+def test_run_demo_smoke(tmp_path: Path) -> None:
+    config = tmp_path / "tiny_demo.yaml"
+    config.write_text(yaml.safe_dump(tiny()))
+    plan = DemoPlan(minutes=0.3, synth=SynthConfig(videos=3, frames=8, people=(1, 1), size=(160, 96), seed=0))
+    out = tmp_path / "demo"
+    torch.manual_seed(0)
+    summary = run_demo(out, plan, config=config, overrides=["run.seed=0", "stages.0.epochs=1"])
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["elapsed_seconds"] == summary["elapsed_seconds"] > 0
+    assert on_disk["budget_minutes"] == 0.3
+    kinds = [(s["name"], s["kind"]) for s in on_disk["stages"]]
+    assert kinds == [("pretrain", "single"), ("mcl", "mcl"), ("fte", "fte")]
+    assert all(s["steps"] == 4 for s in on_disk["stages"])  # 16 train people, batch 4, 1 epoch
+    test = on_disk["test"]
+    assert test["boxes"] == "detections" and 0.0 <= test["all"]["Total"] <= 100.0
+    md = (out / "summary.md").read_text()
+    assert "| stage | kind | steps |" in md and "| fte | fte | 4 |" in md
+    assert "Synthetic val, detections boxes" in md and "Total" in md
+    pictures = on_disk["pictures"]
+    assert pictures["tokens"] == "tokens.png" and (out / "tokens.png").stat().st_size > 0
+    assert pictures["curves"] == "curves.png" and (out / "curves.png").is_file()
+    mp4 = out / pictures["video"]
+    assert mp4.parent == out / "video" and mp4.suffix == ".mp4" and mp4.stat().st_size > 0
+    # the data is generated once per output folder and reused; the run folder is retrained
+    assert (out / "data" / "synth_config.json").is_file()
+    assert (out / "run" / "fte" / "final.pt").is_file()
