@@ -60,6 +60,12 @@ class SkipSampler(Sampler[int]):
         return max(0, len(self.base) - self.skip)  # type: ignore[arg-type]
 
 
+def _refit_due(steps_timed: int) -> bool:
+    """When to re-estimate the step time under a wall-time budget: after 10 and 50 timed steps,
+    then every 200 (the cosine schedule shifts a little each time; rarely is enough)."""
+    return steps_timed in (10, 50) or (steps_timed > 0 and steps_timed % 200 == 0)
+
+
 def _json_safe(obj: Any) -> Any:
     """A report as plain JSON text: a checkpoint loaded with weights_only holds no arbitrary
     objects (and NaN survives as a JSON token)."""
@@ -253,16 +259,8 @@ class StageTrainer:
                     elapsed = self.seconds_before + time.perf_counter() - self.t0
                     if timed_from is None and self.step >= 5:
                         timed_from = (self.step, elapsed)  # after warm-up steps
-                    elif timed_from is not None and self.step == timed_from[0] + 10:
-                        per_step = (elapsed - timed_from[1]) / 10
-                        # Rank 0's estimate for all ranks: they must stop at the same step.
-                        fit = dist.broadcast_object(self.step + int((budget - elapsed) / per_step))
-                        if fit < self.total_steps:
-                            log.info(
-                                "stage '%s': %.2f s/step, %d of %d steps fit in %.1f min",
-                                self.stage.name, per_step, fit, self.total_steps, self.stage.minutes,
-                            )  # fmt: skip
-                            self.total_steps = max(self.step + 1, fit)
+                    elif timed_from is not None and _refit_due(self.step - timed_from[0]):
+                        self._fit_budget(budget, elapsed, timed_from)
                     stop = bool(dist.broadcast_object(elapsed >= budget)) if self.step % 5 == 0 else stop
                 if stop or self.step >= self.total_steps:
                     break
@@ -287,6 +285,22 @@ class StageTrainer:
         dist.barrier()
         seconds = self.seconds_before + time.perf_counter() - self.t0
         return StageResult(self.step, self.epoch, seconds, self.dir / "final.pt", report, self.history)
+
+    def _fit_budget(self, budget: float, elapsed: float, timed_from: tuple[int, float]) -> None:
+        """Fit the schedule's length to the steps that fit in the wall-time budget, from the mean
+        step time since ``timed_from`` (re-estimated as the run goes: the first epoch, which
+        decodes every frame, is slower than the rest)."""
+        per_step = (elapsed - timed_from[1]) / (self.step - timed_from[0])
+        planned = self.stage.epochs * self.steps_per_epoch
+        # Rank 0's estimate for all ranks: they must stop at the same step.
+        fit = dist.broadcast_object(self.step + int((budget - elapsed) / per_step))
+        total = max(self.step + 1, min(fit, planned))
+        if total != self.total_steps:
+            log.info(
+                "stage '%s': %.3f s/step, %d of %d planned steps fit in %.1f min",
+                self.stage.name, per_step, total, planned, self.stage.minutes,
+            )  # fmt: skip
+            self.total_steps = total
 
     def _train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         self.ddp.train()
