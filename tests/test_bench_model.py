@@ -129,8 +129,8 @@ def test_run_model_benchmark_fields_and_consistency() -> None:
 def test_count_flops_counts_attention_on_cpu() -> None:
     """SDPA's CPU kernel is unknown to FlopCounterMode; the benchmark counts it through the math
     backend. The difference to a plain count is exactly QK^T and AV (2 L^2 C FLOPs each) of every
-    attention that went through SDPA: 2 backbone blocks x 3 frames (L = 12) and the encoder's first
-    block (L = 17 + 36; its last block returns its weights, so it is counted either way)."""
+    attention that went through SDPA: 2 backbone blocks x 3 frames (L = 12) and both encoder blocks
+    (L = 17 + 36; the last one's extra keypoint rows for TCIS are a plain matmul, counted either way)."""
     spec = _micro_spec("stage1")
     torch.manual_seed(0)
     model = spec.build().eval()
@@ -141,7 +141,7 @@ def test_count_flops_counts_attention_on_cpu() -> None:
         model(clip)
     C = 32
     backbone_attn = 2 * 3 * (2 * 2 * 12 * 12 * C)
-    encoder_attn = 2 * 2 * 53 * 53 * C
+    encoder_attn = 2 * (2 * 2 * 53 * 53 * C)
     assert flops - plain.get_total_flops() == backbone_attn + encoder_attn
     assert set(per_module) == {"backbone", "encoder", "keypoint_head", "keypoint_token_head"}
 
