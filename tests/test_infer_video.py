@@ -18,7 +18,8 @@ from cmpose.engine.predict import decode_to_image, predict_clips
 from cmpose.errors import CmposeError, DataError
 from cmpose.infer.detect import FileBoxes, GTBoxes, HogDetector, nms
 from cmpose.infer.tracker import TrackedBox
-from cmpose.infer.video import FrameSource, VideoPoseRunner, crop_person, run_video
+from cmpose.infer.video import VideoPoseRunner, crop_person
+from cmpose.infer.video_io import FrameSource, run_video
 from cmpose.models.cmpose import CMPose
 from cmpose.models.config import AuxConfig, BackboneConfig, EncoderConfig, FTEConfig, HeadConfig, ModelConfig
 from cmpose.ops.heatmap import HeatmapCodec

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from cmpose.engine.checkpointing import load_model
     from cmpose.errors import CmposeError
     from cmpose.infer.pipeline import infer_video
-    from cmpose.infer.video import FrameSource
+    from cmpose.infer.video_io import FrameSource
 
     if args.max_frames is not None and args.max_frames < 1:
         raise CmposeError(f"--max-frames must be >= 1, got {args.max_frames}")

@@ -37,6 +37,7 @@ from cmpose.engine.stages import (
     stage_clip,
 )
 from cmpose.engine.testing import _resolve, run_test, summary_line
+from cmpose.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,9 @@ class StageTrainer:
             )
         self.steps_per_epoch = len(self.base_sampler) // self.batch_size
         if self.steps_per_epoch == 0:
-            raise ValueError(
-                f"stage '{stage.name}': {len(self.dataset)} samples give no full batch of {self.batch_size}"
+            raise ConfigError(
+                f"stage '{stage.name}': {len(self.dataset)} training samples give no full batch of "
+                f"{self.batch_size} per process (data.batch_size / stages.N.batch_size)"
             )
         o = cfg.optim
         self.optimizer = build_optimizer(

@@ -12,7 +12,8 @@ import torch
 from cmpose.engine.config import ExperimentConfig
 from cmpose.infer.detect import HogDetector, box_source_from_spec
 from cmpose.infer.tracker import IoUTracker
-from cmpose.infer.video import FrameSource, VideoPoseRunner, run_video, video_stem
+from cmpose.infer.video import VideoPoseRunner
+from cmpose.infer.video_io import FrameSource, run_video, video_stem
 
 log = logging.getLogger(__name__)
 
