@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,3 +27,13 @@ def sample_data() -> Path:
 @pytest.fixture(scope="session")
 def pt18_sample(sample_data: Path) -> Path:
     return sample_data / "posetrack18-sample"
+
+
+@pytest.fixture
+def one_torch_thread():
+    """For tests of tiny models: one intra-op thread is faster than two, and does not thrash when
+    the 2-core CI machine is busy (torch's default threads slowed these tests several-fold)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -29,14 +29,7 @@ from cmpose.models.config import (
     ModelConfig,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These models are tiny: one thread is faster, and does not thrash on a shared 2-core CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 LATENCY_KEYS = {

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tiny_configs import TINY_CROP, TINY_MODEL
 
 from cmpose.config import apply_overrides, from_dict, load_config
 from cmpose.demo import DemoPlan, plan_stages, run_demo
@@ -24,12 +25,7 @@ from cmpose.synth import SynthConfig
 J = 17
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(stages: list[dict] | None = None) -> dict:
@@ -39,15 +35,9 @@ def tiny(stages: list[dict] | None = None) -> dict:
             "val_detections": "detections/val_boxes.json",
             "batch_size": 4,
             "workers": 0,
-            "crop": {"image_size": [48, 64], "heatmap_size": [12, 16]},
+            "crop": TINY_CROP,
         },
-        "model": {
-            "backbone": {"size": "tiny", "embed_dim": 32, "depth": 1, "num_heads": 2, "stem_channels": 8},
-            "head": {"deconv_channels": [16, 16]},
-            "encoder": {"depth": 1, "num_heads": 2, "keypoint_head_hidden": 32},
-            "aux": {"decoder_hidden": 32},
-            "fte": {"depth": 1, "num_heads": 2},
-        },
+        "model": TINY_MODEL,
         "optim": {"lr": 1e-3, "layer_decay": None, "warmup_steps": 2, "schedule": "cosine"},
         "stages": stages
         or [

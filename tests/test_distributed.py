@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
+from tiny_configs import TINY_CROP, TINY_MODEL
 
 from cmpose.config import from_dict
 from cmpose.data.toy import write_toy_posetrack
@@ -19,15 +20,9 @@ TINY = {
     "data": {
         "batch_size": 2,
         "workers": 0,
-        "crop": {"image_size": [48, 64], "heatmap_size": [12, 16]},
+        "crop": TINY_CROP,
     },
-    "model": {
-        "backbone": {"size": "tiny", "embed_dim": 32, "depth": 1, "num_heads": 2, "stem_channels": 8},
-        "head": {"deconv_channels": [16, 16]},
-        "encoder": {"depth": 1, "num_heads": 2, "keypoint_head_hidden": 32},
-        "aux": {"decoder_hidden": 32},
-        "fte": {"num_heads": 2},
-    },
+    "model": TINY_MODEL,
     "optim": {"lr": 1e-3, "layer_decay": None, "warmup_steps": 0, "schedule": "cosine"},
     "stages": [{"name": "mcl", "kind": "mcl", "epochs": 1}],
     "run": {"val_every": 0, "log_every": 1},

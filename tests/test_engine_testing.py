@@ -30,12 +30,7 @@ from cmpose.synth import SynthConfig, generate
 CROP = CropConfig(image_size=(48, 64), heatmap_size=(12, 16), sigma=2.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tiny_configs import TINY_CROP, TINY_MODEL
 
 from cmpose.cli.main import main
 from cmpose.config import from_dict
@@ -30,12 +31,7 @@ from cmpose.errors import ConfigError
 STEPS_PER_EPOCH = 4  # 8 training samples, batch 2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +48,9 @@ def tiny(root: Path, stages: list[dict], **run) -> dict:
             "root": str(root),
             "batch_size": 2,
             "workers": 0,
-            "crop": {"image_size": [48, 64], "heatmap_size": [12, 16]},
+            "crop": TINY_CROP,
         },
-        "model": {
-            "backbone": {"size": "tiny", "embed_dim": 32, "depth": 1, "num_heads": 2, "stem_channels": 8},
-            "head": {"deconv_channels": [16, 16]},
-            "encoder": {"depth": 1, "num_heads": 2, "keypoint_head_hidden": 32},
-            "aux": {"decoder_hidden": 32},
-            "fte": {"depth": 1, "num_heads": 2},
-        },
+        "model": TINY_MODEL,
         "optim": {"lr": 1e-3, "layer_decay": None, "warmup_steps": 2, "schedule": "cosine"},
         "stages": stages,
         "run": {"val_every": 1, "log_every": 1, "amp": "off", **run},

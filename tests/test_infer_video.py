@@ -28,13 +28,7 @@ from cmpose.viz.video import VideoWriter, video_info
 CROP = CropConfig(image_size=(48, 64), heatmap_size=(12, 16))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a busy 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(stage: int = 2, num_frames: int = 3) -> CMPose:

@@ -27,13 +27,7 @@ GRID = (4, 3)  # (Hp, Wp)
 N = GRID[0] * GRID[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These models are tiny: one thread is faster, and does not thrash on a shared 2-core CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 MODES = ["single", 1, 2]  # single-frame baseline, stage 1, stage 2

@@ -27,9 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from cmpose.config import from_dict, load_config, to_dict
     from cmpose.engine import dist
-    from cmpose.engine.checkpointing import load_model, stage_of
+    from cmpose.engine.checkpointing import load_model
     from cmpose.engine.config import ExperimentConfig
-    from cmpose.engine.stages import stage_clip
     from cmpose.engine.testing import report_markdown, run_test
     from cmpose.engine.trainer import amp_dtype
 
@@ -47,10 +46,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.boxes is not None:
         data = dataclasses.replace(data, val_detections=str(Path(args.boxes).resolve()))
         test = dataclasses.replace(test, boxes="detections")
-    import torch
-
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    clip = stage_clip(ckpt_cfg, stage_of(state, ckpt_cfg))
+    # The clip the model was trained on: its T, the config's steps (T = 1 for a single-frame stage).
+    clip = dataclasses.replace(cfg.data.clip, num_frames=model.num_frames)
     out = args.out or args.checkpoint.parent / f"test_{args.split}"
     report = run_test(model, data, clip, test, out, device, amp_dtype(cfg.run.amp, device), split=args.split)
     dist.cleanup()

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from cmpose.checkpoint import CheckpointError
-from cmpose.config import from_dict, to_dict
+from cmpose.config import from_dict
 from cmpose.engine.config import ExperimentConfig, StageConfig
 from cmpose.utils.io import atomic_write_bytes
 
@@ -89,7 +89,3 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn
             f"{path}: weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
     return model.to(device).eval(), cfg
-
-
-def experiment_dict(cfg: ExperimentConfig) -> dict[str, Any]:
-    return to_dict(cfg)

@@ -28,12 +28,12 @@ from cmpose.eval.posetrack import evaluate, format_table
 from cmpose.eval.subsets import write_frame_subset
 from cmpose.eval.writer import PersonPrediction, write_prediction_dir
 from cmpose.ops.nms import oks_nms, rescore
-from cmpose.utils.io import atomic_write_json
+from cmpose.utils.io import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 
 
-def _resolve(root: str, path: str | None) -> Path | None:
+def resolve_path(root: str, path: str | None) -> Path | None:
     if path is None:
         return None
     p = Path(path)
@@ -42,8 +42,8 @@ def _resolve(root: str, path: str | None) -> Path | None:
 
 def split_paths(data: DataConfig, split: str) -> tuple[Path, Path | None]:
     """(annotation path, detections path or None) of ``split`` ("train" / "val")."""
-    ann = _resolve(data.root, getattr(data, split))
-    dets = _resolve(data.root, data.val_detections) if split == "val" else None
+    ann = resolve_path(data.root, getattr(data, split))
+    dets = resolve_path(data.root, data.val_detections) if split == "val" else None
     return ann, dets
 
 
@@ -129,7 +129,7 @@ def run_test(
         augment=data.augment,
         loader=dataclasses.replace(data.loader, min_keypoints=0),
         detections=dets if use_dets else None,
-        image_root=_resolve(data.root, data.image_root),
+        image_root=resolve_path(data.root, data.image_root),
         pt17_layout=data.pt17_layout,
     )
     people = predict_people(model, dataset, test, device, amp_dtype)
@@ -145,7 +145,7 @@ def run_test(
     if write_frame_subset(gt_dir, hard_gt, lambda ann: bool(ann.get("hard"))):
         report["hard"] = evaluate(hard_gt, pred_dir)
     atomic_write_json(Path(out_dir) / "report.json", report)
-    (Path(out_dir) / "report.md").write_text(report_markdown(report))
+    atomic_write_bytes(Path(out_dir) / "report.md", report_markdown(report).encode())
     return report
 
 

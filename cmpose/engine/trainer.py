@@ -36,7 +36,7 @@ from cmpose.engine.stages import (
     load_previous_stage,
     stage_clip,
 )
-from cmpose.engine.testing import _resolve, run_test, summary_line
+from cmpose.engine.testing import resolve_path, run_test, summary_line
 from cmpose.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -130,13 +130,13 @@ class StageTrainer:
         )
         data = cfg.data
         self.dataset = build_clip_dataset(
-            _resolve(data.root, data.train),
+            resolve_path(data.root, data.train),
             train=True,
             clip=self.clip_cfg,
             crop=data.crop,
             augment=data.augment,
             loader=data.loader,
-            image_root=_resolve(data.root, data.image_root),
+            image_root=resolve_path(data.root, data.image_root),
             pt17_layout=data.pt17_layout,
             seed=cfg.run.seed,
         )
