@@ -197,3 +197,27 @@ def test_block_returns_attention_only_on_request() -> None:
     y2, a2 = blk(x, attn_rows=5)
     assert a1 is None and a2.shape == (2, 2, 5, 5)
     assert torch.allclose(y1, y2, atol=1e-6)
+
+
+def test_cpu_bf16_training_attention_matches_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plain-product path that CPU bf16 training takes (SDPA's CPU bf16 backward is slow)
+    computes the same attention, forward and gradients, as SDPA, to bf16 precision."""
+    from cmpose.models import vit as vit_module
+
+    torch.manual_seed(0)
+    attn = Attention(32, 4)
+    x = torch.randn(4, 40, 32, generator=torch.Generator().manual_seed(2))
+    results = []
+    for use_math in (True, False):
+        monkeypatch.setattr(vit_module, "CPU_BF16_MATH", use_math)
+        attn.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, _ = attn(xi)
+        out.float().square().sum().backward()
+        results.append((out.float(), xi.grad.clone(), attn.qkv.weight.grad.clone()))
+    (o1, gx1, gw1), (o2, gx2, gw2) = results
+    assert o1.abs().max() > 0.1
+    torch.testing.assert_close(o1, o2, atol=2e-2, rtol=2e-2)
+    for a, b in ((gx1, gx2), (gw1, gw2)):
+        assert (a - b).norm() / b.norm() < 2e-2

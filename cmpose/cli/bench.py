@@ -76,6 +76,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     mo.add_argument("--out", type=Path, default=Path("outputs/bench/model.json"))
     mo.set_defaults(func=run_model)
 
+    st = bsub.add_parser(
+        "step", help="CPU training-step time per stage, attention by SDPA or by the plain product (bf16)"
+    )
+    st.add_argument(
+        "--config", type=Path, default=None, help="experiment YAML (default: configs/demo_cpu.yaml)"
+    )
+    st.add_argument("--kinds", nargs="+", choices=["single", "mcl", "fte"], default=["single", "mcl", "fte"])
+    st.add_argument("--batch-size", type=int, default=None, help="default: the config's data.batch_size")
+    st.add_argument("--repeats", type=int, default=7)
+    st.add_argument("--warmup", type=int, default=2)
+    st.add_argument("--threads", type=int, default=2)
+    st.add_argument("--out", type=Path, default=Path("outputs/bench/step.json"))
+    st.set_defaults(func=run_step)
+
 
 def _with_work_dir(work_dir: Path | None, fn: Callable[[Path], T]) -> T:
     if work_dir is not None:
@@ -145,6 +159,25 @@ def run_model(args: argparse.Namespace) -> int:
     )
     columns = sorted({x["batch_size"] for r in results for x in r["latency"]})
     print(markdown_table(results, columns))  # noqa: T201
+    atomic_write_json(args.out, {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "results": results})
+    log.info("results written to %s", args.out)
+    return 0
+
+
+def run_step(args: argparse.Namespace) -> int:
+    from cmpose.bench.train_step import run_step_benchmark
+    from cmpose.config import load_config
+    from cmpose.demo import CONFIG_DIR
+    from cmpose.engine.config import ExperimentConfig
+
+    cfg = load_config(ExperimentConfig, args.config or CONFIG_DIR / "demo_cpu.yaml")
+    results = run_step_benchmark(cfg, args.kinds, args.batch_size, args.repeats, args.warmup, args.threads)
+    for r in results:
+        m = r["median_s"]
+        print(  # noqa: T201
+            f"{r['kind']:6s} batch {r['batch_size']}: math {m['math']:.3f} s/step, "
+            f"sdpa {m['sdpa']:.3f} s/step (sdpa / math = {r['sdpa_over_math']:.2f})"
+        )
     atomic_write_json(args.out, {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "results": results})
     log.info("results written to %s", args.out)
     return 0

@@ -15,6 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+# Training on the CPU under bf16 autocast computes attention as a plain product (see
+# Attention.forward); ``cmpose bench step`` turns this off to time SDPA side by side.
+CPU_BF16_MATH = True
+
 
 def drop_path(x: Tensor, prob: float, training: bool) -> Tensor:
     """Stochastic depth: zero a whole residual branch per sample with probability ``prob``."""
@@ -64,7 +68,12 @@ class Attention(nn.Module):
         B, L, C = x.shape
         qkv = self.qkv(x).reshape(B, L, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # (B, heads, L, C/heads) each
-        out = F.scaled_dot_product_attention(q, k, v)
+        if CPU_BF16_MATH and q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad:
+            # PyTorch's CPU SDPA backward in bf16 is 2-8x slower than the plain product for
+            # these sizes (fp32 and the forward are not); docs/benchmarks.md, "Attention on the CPU".
+            out = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
         attn = None
         if attn_rows:
             # Only the rows that are read (TCIS: the J keypoint queries), and in float32: under
