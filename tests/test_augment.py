@@ -89,7 +89,30 @@ def test_draw_augment_is_deterministic_in_the_generator():
 
 def test_augment_params_default_is_identity():
     p = AugmentParams()
-    assert dataclasses.astuple(p) == (1.0, 0.0, False, False, 1.0, 1.0, 1.0)
+    assert dataclasses.astuple(p) == (1.0, 0.0, False, False, 1.0, 1.0, 1.0, (0.0, 0.0))
+
+
+def test_draw_augment_shift_range_and_probability():
+    cfg = dataclasses.replace(AugmentConfig.disabled(), shift=0.16, shift_prob=0.3)
+    s = np.array([p.shift for p in _draws(cfg, 4000, seed=5)])  # (draws, 2)
+    moved = np.any(s != 0, axis=1)
+    assert abs(moved.mean() - 0.3) < 0.03
+    assert np.abs(s).max() <= 0.16 and np.abs(s[moved]).max() > 0.15  # fills +-0.16
+    assert abs(s[moved].mean()) < 0.01  # centred: no drift of the crop
+
+
+def test_draw_augment_without_shift_keeps_the_random_stream():
+    # A config with shift 0 draws nothing for it, so older configs replay the same augmentation.
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    pa = draw_augment(AugmentConfig(), a)
+    pb = draw_augment(AugmentConfig(shift_prob=1.0), b)
+    assert pa == pb and a.random() == b.random()
+
+
+@pytest.mark.parametrize("field,value", [("shift", 1.0), ("shift", -0.1), ("shift_prob", 1.5)])
+def test_shift_config_is_validated(field: str, value: float):
+    with pytest.raises(ValueError, match=field):
+        AugmentConfig(**{field: value})
 
 
 # --- half_body_region ----------------------------------------------------------------------------

@@ -102,6 +102,20 @@ def test_people_to_results_rescoring_nms_and_keys() -> None:
     assert len(off["A"][3]) == 3
 
 
+def test_people_to_results_joint_scores_times_person_score() -> None:
+    pose = np.random.default_rng(1).uniform(10, 60, (NUM_JOINTS, 2))
+    s = np.linspace(0.1, 0.9, NUM_JOINTS)
+    people = [_person("A", 0, pose, s, box_score=0.5), _person("A", 0, pose + 300, s, box_score=1.0)]
+    plain = people_to_results(people, EngineTestConfig(joint_scores="heatmap"))["A"][0]
+    scaled = people_to_results(people, EngineTestConfig(joint_scores="heatmap_x_person"))["A"][0]
+    for a, b in zip(plain, scaled, strict=True):
+        assert a.score == b.score > 0  # the person score is unchanged
+        np.testing.assert_allclose(b.scores, a.scores * a.score)
+    # the doubtful detection's joints now rank below the confident one's, joint by joint
+    low, high = sorted(scaled, key=lambda p: p.score)
+    assert np.all(low.scores < high.scores)
+
+
 def test_people_to_results_person_with_no_confident_joint_scores_zero() -> None:
     people = [_person("V", 0, np.zeros((NUM_JOINTS, 2)), np.full(NUM_JOINTS, 0.1), box_score=0.9)]
     res = people_to_results(people, EngineTestConfig(rescore_threshold=0.2))
@@ -117,7 +131,7 @@ def _crop_xy(kps: np.ndarray, crop_to_image: np.ndarray) -> np.ndarray:
     return kps[:, :2] @ to_crop[:2, :2].T + to_crop[:2, 2]
 
 
-@pytest.mark.parametrize("augment", ["none", "rotate_scale"])
+@pytest.mark.parametrize("augment", ["none", "rotate_scale", "shift"])
 def test_decode_to_image_inverts_the_crop(toy_root: Path, augment: str) -> None:
     # sigma 1 on the 12x16 map: with sigma 2 DARK's zero-padded blur is biased on so small a
     # map (about 0.45 heatmap px even for exact targets), which would hide the mapping's own error.
@@ -125,6 +139,8 @@ def test_decode_to_image_inverts_the_crop(toy_root: Path, augment: str) -> None:
     aug = AugmentConfig.disabled()
     if augment == "rotate_scale":  # no flip: crop_to_image is the un-flipped crop
         aug = dataclasses.replace(aug, rotation=30.0, rotation_prob=1.0, scale=0.25)
+    if augment == "shift":
+        aug = dataclasses.replace(aug, shift=0.1, shift_prob=1.0)
     ds = _val_dataset(toy_root, ClipConfig(num_frames=1), crop=crop, train=True, augment=aug)
     Wh, Hh = crop.heatmap_size
     items = [ds[i] for i in range(len(ds))]
@@ -144,6 +160,15 @@ def test_decode_to_image_inverts_the_crop(toy_root: Path, augment: str) -> None:
     assert ok.sum() >= 0.9 * (kps[..., 2] > 0).sum()
     if augment == "none":
         assert ok.sum() == (kps[..., 2] > 0).sum() == len(ds) * 15  # GT crops hold every joint
+    if augment == "shift":  # the crop centre moved off the box centre, by at most 0.1 of the region
+        plain = _val_dataset(
+            toy_root, ClipConfig(num_frames=1), crop=crop, train=True, augment=AugmentConfig.disabled()
+        )
+        m0 = np.stack([plain[i]["meta"]["crop_to_image"].numpy() for i in range(len(ds))])
+        centre = np.array([(crop.image_size[0] - 1) / 2, (crop.image_size[1] - 1) / 2, 1.0])
+        offset = m @ centre - m0 @ centre  # (P, 2) image pixels
+        size = m0[:, [0, 1], [0, 1]] * np.array(crop.image_size)  # (P, 2) region w, h (no rotation)
+        assert np.all(np.abs(offset) <= 0.1 * size + 1e-6) and np.abs(offset).max() > 0.02 * size.min()
     err = np.abs(xy - kps[..., :2]).max(-1)[ok]
     assert err.max() < 0.5, f"{err.max():.3f} px"
     # and the mapping is exactly the crop affine applied to the codec's crop-pixel decoding

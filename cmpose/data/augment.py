@@ -26,15 +26,22 @@ class AugmentParams:
     brightness: float = 1.0
     contrast: float = 1.0
     saturation: float = 1.0
+    shift: tuple[float, float] = (0.0, 0.0)  # centre offset, in units of the crop region's w, h
 
 
 def draw_augment(cfg: AugmentConfig, rng: np.random.Generator) -> AugmentParams:
     """Draw one clip's augmentation. Scale and rotation follow the HRNet/ViTPose recipe: a
-    normal draw clipped to +-1 (scale) or +-2 (rotation) standard deviations."""
+    normal draw clipped to +-1 (scale) or +-2 (rotation) standard deviations; the centre shift
+    follows mmpose 1.x's RandomBBoxTransform (uniform in +-shift of the region, with shift_prob)."""
     s = float(np.clip(rng.normal() * cfg.scale + 1.0, 1.0 - cfg.scale, 1.0 + cfg.scale))
     r = 0.0
     if rng.random() < cfg.rotation_prob:
         r = float(np.clip(rng.normal() * cfg.rotation, -2 * cfg.rotation, 2 * cfg.rotation))
+    shift = (0.0, 0.0)
+    # Drawn only when enabled, so configs without a shift keep their random stream.
+    if cfg.shift > 0 and rng.random() < cfg.shift_prob:
+        dx, dy = rng.uniform(-cfg.shift, cfg.shift, 2)
+        shift = (float(dx), float(dy))
     return AugmentParams(
         scale=s,
         rotation=r,
@@ -43,6 +50,7 @@ def draw_augment(cfg: AugmentConfig, rng: np.random.Generator) -> AugmentParams:
         brightness=float(rng.uniform(1 - cfg.brightness, 1 + cfg.brightness)),
         contrast=float(rng.uniform(1 - cfg.contrast, 1 + cfg.contrast)),
         saturation=float(rng.uniform(1 - cfg.saturation, 1 + cfg.saturation)),
+        shift=shift,
     )
 
 

@@ -54,7 +54,10 @@ class AugmentConfig:
     """Training augmentation, drawn once per clip and applied to all T frames alike.
 
     Defaults follow ViTPose's COCO recipe (rotation 40 deg with prob 0.6, scale factor 0.5,
-    half-body 0.3 with > 8 joints, flip 0.5); colour jitter is cmpose's addition.
+    half-body 0.3 with > 8 joints, flip 0.5); colour jitter is cmpose's addition. ``shift``
+    moves the crop centre by up to that fraction of the crop region with probability
+    ``shift_prob`` (mmpose 1.x's RandomBBoxTransform: 0.16 with 0.3; ViTPose's own 0.x recipe has
+    none, hence the default 0); meant for detector boxes that miss the person's centre.
     """
 
     flip_prob: float = 0.5
@@ -66,6 +69,8 @@ class AugmentConfig:
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.2
+    shift: float = 0.0
+    shift_prob: float = 0.3
 
     @classmethod
     def disabled(cls) -> AugmentConfig:
@@ -78,13 +83,14 @@ class AugmentConfig:
             brightness=0.0,
             contrast=0.0,
             saturation=0.0,
+            shift=0.0,
         )
 
     def __post_init__(self) -> None:
-        for name in ("flip_prob", "rotation_prob", "half_body_prob"):
+        for name in ("flip_prob", "rotation_prob", "half_body_prob", "shift_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
-        for name in ("scale", "brightness", "contrast", "saturation"):
+        for name in ("scale", "brightness", "contrast", "saturation", "shift"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} is a relative range in [0, 1), got {getattr(self, name)}")
         if self.rotation < 0:

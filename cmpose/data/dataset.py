@@ -122,6 +122,7 @@ class PoseTrackClipDataset(TorchDataset):
             )
             if region is not None:
                 center, scale = region
+        center = center + np.asarray(params.shift) * scale  # scale: the region's (w, h) in pixels
         scale = scale * params.scale
         out_w, out_h = self.crop.image_size
         to_crop = np.vstack([get_affine_matrix(center, scale, params.rotation, (out_w, out_h)), [0, 0, 1]])

@@ -85,8 +85,9 @@ def predict_people(
 def people_to_results(
     people: list[dict[str, Any]], test: TestConfig
 ) -> dict[str, dict[int, list[PersonPrediction]]]:
-    """Rescore each person (box score x mean confident joint score, HRNet) and apply OKS-NMS
-    per frame (DCPose/HRNet threshold 0.9), keyed as the writer wants (video -> frame -> people)."""
+    """Rescore each person (box score x mean confident joint score, HRNet), apply OKS-NMS per
+    frame (DCPose/HRNet threshold 0.9) and, if ``test.joint_scores`` says so, scale each joint's
+    score by its person's; keyed as the writer wants (video -> frame -> people)."""
     by_frame: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for p in people:
         by_frame[(p["video"], p["frame"])].append(p)
@@ -99,6 +100,8 @@ def people_to_results(
         if test.oks_nms > 0 and len(group) > 1:
             areas = np.array([p["box"][2] * p["box"][3] for p in group])
             keep = oks_nms(np.concatenate([kps, sc[..., None]], -1), score, areas, test.oks_nms)
+        if test.joint_scores == "heatmap_x_person":
+            sc = sc * score[:, None]  # (P, J): rank joints by both localisation and existence
         results[video][frame] = [
             PersonPrediction(kps[i], sc[i], score=float(score[i]), box=group[i]["box"]) for i in keep
         ]
