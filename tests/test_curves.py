@@ -60,3 +60,16 @@ def test_tensorboard_round_trip(tmp_path: Path) -> None:
     assert cv2.imread(str(out)) is not None
     with pytest.raises(DataError, match="nowhere"):
         read_tensorboard_scalars(tmp_path / "nowhere")
+
+
+def test_staged_tags_make_a_grid(tmp_path: Path) -> None:
+    """stage/group/name tags: one column per stage, one row per group (losses, lr, val)."""
+    scalars = {}
+    for stage in ("pretrain", "mcl"):
+        scalars[f"{stage}/loss/total"] = [(s, 1.0 / (1 + s)) for s in range(0, 50, 5)]
+        scalars[f"{stage}/lr"] = [(s, 1e-3) for s in range(0, 50, 5)]
+        scalars[f"{stage}/val/mAP"] = [(50, 40.0)]
+    scalars["mcl/loss/mask"] = [(s, 0.5) for s in range(0, 50, 5)]
+    out = plot_curves(scalars, tmp_path / "grid.png", staged=True)
+    img = cv2.imread(str(out))
+    assert img.shape == (780, 1000, 3)  # 3 rows (loss, lr, val) x 2 stages, 5 x 2.6 inches each

@@ -92,6 +92,8 @@ def _plot(out_dir: Path) -> None:
     try:
         from cmpose.viz.curves import plot_curves, read_tensorboard_scalars
 
-        plot_curves(read_tensorboard_scalars(out_dir / "tb"), out_dir / "curves.png", title=out_dir.name)
+        plot_curves(
+            read_tensorboard_scalars(out_dir / "tb"), out_dir / "curves.png", title=out_dir.name, staged=True
+        )
     except Exception as err:  # noqa: BLE001 - a missing picture must not fail a finished run
         log.warning("could not draw the training curves: %s", err)
