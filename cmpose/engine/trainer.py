@@ -24,6 +24,7 @@ from tqdm import tqdm
 from cmpose.data.build import build_clip_dataset, make_loader
 from cmpose.data.sampler import KeyframeGroupedSampler
 from cmpose.engine import dist
+from cmpose.engine.budget import StepTimer
 from cmpose.engine.checkpointing import read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cmpose.engine.config import ExperimentConfig, StageConfig
 from cmpose.engine.ema import ModelEma
@@ -59,12 +60,6 @@ class SkipSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, len(self.base) - self.skip)  # type: ignore[arg-type]
-
-
-def _refit_due(steps_timed: int) -> bool:
-    """When to re-estimate the step time under a wall-time budget: after 10 and 50 timed steps,
-    then every 200 (the cosine schedule shifts a little each time; rarely is enough)."""
-    return steps_timed in (10, 50) or (steps_timed > 0 and steps_timed % 200 == 0)
 
 
 def _json_safe(obj: Any) -> Any:
@@ -234,7 +229,7 @@ class StageTrainer:
         self.t0 = time.perf_counter()
         budget = self.stage.minutes * 60.0
         stop = False
-        timed_from: tuple[int, float] | None = None
+        timer = StepTimer()
         while self.epoch < self.stage.epochs and not stop and self.step < self.total_steps:
             self.dataset.set_epoch(self.epoch)
             self.base_sampler.set_epoch(self.epoch)  # type: ignore[attr-defined]
@@ -259,10 +254,9 @@ class StageTrainer:
                     self._save("last.pt")
                 if budget > 0:
                     elapsed = self.seconds_before + time.perf_counter() - self.t0
-                    if timed_from is None and self.step >= 5:
-                        timed_from = (self.step, elapsed)  # after warm-up steps
-                    elif timed_from is not None and _refit_due(self.step - timed_from[0]):
-                        self._fit_budget(budget, elapsed, timed_from)
+                    per_step = timer.observe(self.step, elapsed)
+                    if per_step is not None:
+                        self._fit_budget(budget, elapsed, per_step)
                     stop = bool(dist.broadcast_object(elapsed >= budget)) if self.step % 5 == 0 else stop
                 if stop or self.step >= self.total_steps:
                     break
@@ -288,11 +282,9 @@ class StageTrainer:
         seconds = self.seconds_before + time.perf_counter() - self.t0
         return StageResult(self.step, self.epoch, seconds, self.dir / "final.pt", report, self.history)
 
-    def _fit_budget(self, budget: float, elapsed: float, timed_from: tuple[int, float]) -> None:
-        """Fit the schedule's length to the steps that fit in the wall-time budget, from the mean
-        step time since ``timed_from`` (re-estimated as the run goes: the first epoch, which
-        decodes every frame, is slower than the rest)."""
-        per_step = (elapsed - timed_from[1]) / (self.step - timed_from[0])
+    def _fit_budget(self, budget: float, elapsed: float, per_step: float) -> None:
+        """Fit the schedule's length to the steps that fit in the wall-time budget at
+        ``per_step`` seconds per step (``StepTimer``'s estimate)."""
         planned = self.stage.epochs * self.steps_per_epoch
         # Rank 0's estimate for all ranks: they must stop at the same step.
         fit = dist.broadcast_object(self.step + int((budget - elapsed) / per_step))

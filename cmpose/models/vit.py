@@ -70,7 +70,7 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)  # (B, heads, L, C/heads) each
         if CPU_BF16_MATH and q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad:
             # PyTorch's CPU SDPA backward in bf16 is 2-8x slower than the plain product for
-            # these sizes (fp32 and the forward are not); docs/benchmarks.md, "Attention on the CPU".
+            # these sizes (fp32 and the forward are not); docs/benchmarks.md, "Training step on the CPU".
             out = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v)
