@@ -62,8 +62,11 @@ def token_picture(model: Any, cfg: ExperimentConfig, out_png: Path, num_people: 
     return out_png
 
 
-def write_pictures(checkpoint: Path, cfg: ExperimentConfig, out: Path, video: Path | None) -> dict[str, str]:
-    """Overlay MP4 of a val video (and of ``video``), the token picture, the curves."""
+def write_pictures(
+    checkpoint: Path, cfg: ExperimentConfig, out: Path, video: Path | None, showcase: Path | None = None
+) -> dict[str, str]:
+    """Overlay MP4 of a val video (the one of the ``showcase`` dataset if given, else the first
+    of the data's) and of ``video``, the token picture, the curves."""
     from cmpose.engine.checkpointing import load_model
     from cmpose.infer.pipeline import infer_video
 
@@ -76,9 +79,10 @@ def write_pictures(checkpoint: Path, cfg: ExperimentConfig, out: Path, video: Pa
     png = token_picture(model, cfg, out / "tokens.png")
     if png is not None:
         pictures["tokens"] = png.name
-    ann, _ = split_paths(cfg.data, "val")
-    first = sorted(Path(ann).glob("*.json"))[0]
-    frames = Path(cfg.data.root) / "images" / "val" / first.stem
+    root = Path(showcase) if showcase is not None else Path(cfg.data.root)
+    ann = root / "annotations" / "val" if showcase is not None else Path(split_paths(cfg.data, "val")[0])
+    first = sorted(ann.glob("*.json"))[0]
+    frames = root / "images" / "val" / first.stem
     # GT boxes, interpolated between the labelled frames: the detector file (like PoseTrack's)
     # has boxes on the labelled frames only, and the overlay should show every frame.
     mp4, stats = infer_video(model, cfg, frames, out / "video", boxes=f"gt:{first}")

@@ -37,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
     if args.minutes <= 0:
         raise SystemExit("--minutes must be > 0")
     plan = DemoPlan(minutes=args.minutes)
-    plan = dataclasses.replace(plan, synth=dataclasses.replace(plan.synth, seed=args.seed))
+    synth = dataclasses.replace(plan.synth, seed=args.seed)
+    # The showcase video gets the next seed: other people than the training data's.
+    showcase = dataclasses.replace(plan.showcase, seed=args.seed + 1) if plan.showcase else None
+    plan = dataclasses.replace(plan, synth=synth, showcase=showcase)
     summary = run_demo(args.out, plan, args.config, [f"run.seed={args.seed}", *args.overrides], args.video)
     test = summary["test"]
     print(f"\ncmpose demo finished in {summary['elapsed_seconds'] / 60:.1f} min; results in {args.out}")  # noqa: T201
