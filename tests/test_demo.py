@@ -93,6 +93,13 @@ def test_plan_stages_needs_one_share_per_stage(cfg) -> None:
 # --- ablation variants -------------------------------------------------------------------------------------
 
 
+def test_demo_plan_refuses_a_showcase_with_the_data_seed() -> None:
+    # The same seed would make the showcase video one of the training videos (same people).
+    with pytest.raises(ValueError, match="seed"):
+        DemoPlan(synth=SynthConfig(seed=1))  # the default showcase has seed 1
+    assert DemoPlan(synth=SynthConfig(seed=1), showcase=None).showcase is None
+
+
 def test_variant_configs(cfg, tmp_path: Path) -> None:
     init = tmp_path / "pretrain" / "final.pt"
     by_name = {name: variant_config(cfg, name, epochs=4, fte_epochs=1, init=init) for name in VARIANTS}
@@ -222,6 +229,10 @@ def test_run_demo_smoke(tmp_path: Path) -> None:
     assert pictures["curves"] == "curves.png" and (out / "curves.png").is_file()
     mp4 = out / pictures["video"]
     assert mp4.parent == out / "video" and mp4.suffix == ".mp4" and mp4.stat().st_size > 0
+    # the overlay comes from the separate showcase video (100 frames, seed + 1), one line a frame
+    assert plan.showcase is not None and plan.showcase.seed == 1
+    assert (out / "showcase" / "annotations" / "val").is_dir()
+    assert len(mp4.with_suffix(".jsonl").read_text().splitlines()) == plan.showcase.frames == 100
     # the data is generated once per output folder and reused; the run folder is retrained
     assert (out / "data" / "synth_config.json").is_file()
     assert (out / "run" / "fte" / "final.pt").is_file()
