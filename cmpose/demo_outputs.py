@@ -79,8 +79,10 @@ def write_pictures(
     png = token_picture(model, cfg, out / "tokens.png")
     if png is not None:
         pictures["tokens"] = png.name
-    root = Path(showcase) if showcase is not None else Path(cfg.data.root)
-    ann = root / "annotations" / "val" if showcase is not None else Path(split_paths(cfg.data, "val")[0])
+    if showcase is not None:
+        root, ann = Path(showcase), Path(showcase) / "annotations" / "val"
+    else:
+        root, ann = Path(cfg.data.root), Path(split_paths(cfg.data, "val")[0])
     first = sorted(ann.glob("*.json"))[0]
     frames = root / "images" / "val" / first.stem
     # GT boxes, interpolated between the labelled frames: the detector file (like PoseTrack's)

@@ -34,7 +34,7 @@ def _step_fn(cfg: ExperimentConfig, kind: str, batch_size: int, seed: int):  # n
     target = torch.rand(batch_size, model.cfg.num_joints, Hh, Wh, generator=g)
     targets = {
         "target": target / target.sum((-2, -1), keepdim=True),
-        "target_weight": torch.ones(batch_size, 17),
+        "target_weight": torch.ones(batch_size, model.cfg.num_joints),
     }
 
     def step() -> None:
