@@ -43,6 +43,12 @@ class DemoPlan:
         synth: the synthetic dataset (generated once per output folder and reused). Many short
             videos: the number of distinct people and scenes, not of frames, is what the tiny
             model is short of (docs/results.md, "Training data").
+        extra_train_per_minute / max_extra_train: training videos added to ``synth`` per minute
+            of budget beyond 10 minutes, up to a cap. A longer run makes more passes over the
+            same people, and the tiny model then learns them rather than the task
+            (docs/results.md, "Longer budgets"); the val videos stay the same
+            (``SynthConfig.extra_train_videos``), so every budget is measured on one val set.
+            The cap bounds memory: every frame stays decoded (about 0.7 MB a frame at 640x360).
         showcase: one longer val-like video for the overlay MP4 (the benchmark's own videos are
             a fraction of a second long); ``None`` uses the first val video. Its seed must
             differ from the data's, so that its people are not in the training set.
@@ -61,12 +67,19 @@ class DemoPlan:
             videos=1, frames=100, people=(2, 3), hard_ratio=0.2, val_ratio=1.0, seed=1
         )
     )
+    extra_train_per_minute: float = 8.0
+    max_extra_train: int = 880
 
     def __post_init__(self) -> None:
         if self.showcase is not None and self.showcase.seed == self.synth.seed:
             raise ValueError(
                 "the showcase video's seed must differ from the data's (its people would be seen)"
             )
+
+    def dataset(self) -> SynthConfig:
+        """``synth`` with the training videos this budget adds."""
+        extra = min(self.max_extra_train, round(self.extra_train_per_minute * max(0.0, self.minutes - 10.0)))
+        return dataclasses.replace(self.synth, extra_train_videos=self.synth.extra_train_videos + extra)
 
 
 def _synth_data(out: Path, synth: SynthConfig) -> float:
@@ -113,13 +126,19 @@ def run_demo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data_dir = out / "data"
-    synth_s = _synth_data(data_dir, plan.synth)
+    synth = plan.dataset()
+    synth_s = _synth_data(data_dir, synth)
     showcase = None
     if plan.showcase is not None:
         synth_s += _synth_data(out / "showcase", plan.showcase)
         showcase = out / "showcase"
     cfg = load_config(ExperimentConfig, config or CONFIG_DIR / "demo_cpu.yaml", overrides)
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=str(data_dir.resolve())))
+    # Every frame stays decoded: the loader's cache holds the whole dataset, however large.
+    loader = cfg.data.loader
+    loader = dataclasses.replace(loader, frame_cache_size=max(loader.frame_cache_size, synth.total_frames))
+    cfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, root=str(data_dir.resolve()), loader=loader)
+    )
     left = plan.minutes * 60.0 - (time.perf_counter() - t0)
     cfg = plan_stages(cfg, plan, left)
     run_dir = out / "run"

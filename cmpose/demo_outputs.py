@@ -109,7 +109,7 @@ def write_summary(
     summary = {
         "elapsed_seconds": round(elapsed, 1),
         "budget_minutes": plan.minutes,
-        "synth": {**dataclasses.asdict(plan.synth), "seconds": round(synth_seconds, 1)},
+        "synth": {**dataclasses.asdict(plan.dataset()), "seconds": round(synth_seconds, 1)},
         "stages": [{k: v for k, v in s.items() if k != "val"} | _val_line(s["val"]) for s in train["stages"]],
         "test": final,
         "pictures": pictures,

@@ -25,6 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--hard-ratio", type=float, default=0.2, help="fraction of person-frames with a hard case (0..1)"
     )
     p.add_argument("--val-ratio", type=float, default=0.2, help="fraction of the videos in the val split")
+    p.add_argument(
+        "--extra-train-videos",
+        type=int,
+        default=0,
+        help="training videos added after the --videos ones (the val split stays the same)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quality", type=int, default=90, help="JPEG quality")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -44,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
             val_ratio=args.val_ratio,
             seed=args.seed,
             quality=args.quality,
+            extra_train_videos=args.extra_train_videos,
         )
     except ValueError as err:
         raise ConfigError(f"cmpose synth: {err}") from err

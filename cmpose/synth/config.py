@@ -59,6 +59,10 @@ class SynthConfig:
             0 < val_ratio < 1 and there are two or more videos).
         seed: every random draw comes from ``np.random.default_rng((seed, video_index))``.
         quality: JPEG quality of the frames.
+        extra_train_videos: more training videos after those, with the indices ``videos`` ..
+            ``videos + extra_train_videos - 1``. The val split depends only on ``videos`` and
+            ``val_ratio``, so a larger training set keeps exactly the same val videos (and a
+            number measured on it stays comparable).
     """
 
     videos: int = 10
@@ -69,6 +73,7 @@ class SynthConfig:
     val_ratio: float = 0.2
     seed: int = 0
     quality: int = 90
+    extra_train_videos: int = 0
 
     def __post_init__(self) -> None:
         self.people = parse_people(self.people)
@@ -86,6 +91,16 @@ class SynthConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}")
         _int_in("quality", self.quality, 1, 100)
+        _int_in("extra_train_videos", self.extra_train_videos, 0, MAX_VIDEOS - self.videos)
+
+    @property
+    def total_videos(self) -> int:
+        """All videos written: ``videos`` (train and val) and the extra training videos."""
+        return self.videos + self.extra_train_videos
+
+    @property
+    def total_frames(self) -> int:
+        return self.total_videos * self.frames
 
     def val_videos(self) -> list[int]:
         """Indices (0-based) of the videos in the val split: the last ones."""

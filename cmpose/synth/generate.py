@@ -143,8 +143,8 @@ def generate(out: Path, config: SynthConfig, progress: bool = True) -> SynthSumm
     val = set(config.val_videos())
     summary = SynthSummary(out=out)
     detections: list[dict] = []
-    with tqdm(total=config.videos * config.frames, desc="synth", unit="frame", disable=not progress) as bar:
-        for index in range(config.videos):
+    with tqdm(total=config.total_videos * config.frames, desc="synth", unit="frame", disable=not progress) as bar:
+        for index in range(config.total_videos):
             plan = plan_video(index, config, "val" if index in val else "train")
             (summary.val_videos if plan.split == "val" else summary.train_videos).append(plan.name)
             detections += write_video(out, plan, config, summary, bar)
@@ -158,7 +158,7 @@ def generate(out: Path, config: SynthConfig, progress: bool = True) -> SynthSumm
     log.info(
         "wrote %d videos (%d train, %d val), %d frames, %d labelled people (%.0f %% with a hard case) to %s "
         "in %.1f s (%.0f frames/s)",
-        config.videos,
+        config.total_videos,
         len(summary.train_videos),
         len(summary.val_videos),
         summary.frames,
