@@ -93,6 +93,16 @@ def test_plan_stages_needs_one_share_per_stage(cfg) -> None:
 # --- ablation variants -------------------------------------------------------------------------------------
 
 
+def test_demo_plan_adds_training_videos_with_the_budget() -> None:
+    base = DemoPlan().synth
+    for minutes, extra in ((5.0, 0), (10.0, 0), (40.0, 240), (120.0, 880), (600.0, 880)):
+        data = DemoPlan(minutes=minutes).dataset()
+        assert data.extra_train_videos == extra
+        # the val split is the same at every budget, so every budget is measured on it
+        assert data.val_videos() == base.val_videos()
+    assert DemoPlan(minutes=40.0, extra_train_per_minute=0.0).dataset() == base
+
+
 def test_demo_plan_refuses_a_showcase_with_the_data_seed() -> None:
     # The same seed would make the showcase video one of the training videos (same people).
     with pytest.raises(ValueError, match="seed"):
@@ -233,6 +243,9 @@ def test_run_demo_smoke(tmp_path: Path) -> None:
     assert plan.showcase is not None and plan.showcase.seed == 1
     assert (out / "showcase" / "annotations" / "val").is_dir()
     assert len(mp4.with_suffix(".jsonl").read_text().splitlines()) == plan.showcase.frames == 100
+    # every frame stays decoded: the frame cache holds the whole dataset (24 frames here)
+    run_config = yaml.safe_load((out / "run" / "config.yaml").read_text())
+    assert run_config["data"]["loader"]["frame_cache_size"] >= plan.dataset().total_frames == 24
     # the data is generated once per output folder and reused; the run folder is retrained
     assert (out / "data" / "synth_config.json").is_file()
     assert (out / "run" / "fte" / "final.pt").is_file()

@@ -137,10 +137,26 @@ def test_same_seed_same_bytes_other_seed_different(tmp_path):
         assert c[name] != a[name]
 
 
+def test_extra_train_videos_leave_the_val_split_as_it_was(tmp_path):
+    base = SynthConfig(videos=3, frames=4, size=(96, 64), hard_ratio=0.5, val_ratio=0.34, seed=5)
+    more = SynthConfig(**{**base.__dict__, "extra_train_videos": 2})
+    assert more.val_videos() == base.val_videos() == [2]
+    assert (more.total_videos, more.total_frames) == (5, 20)
+    generate(tmp_path / "a", base, progress=False)
+    generate(tmp_path / "b", more, progress=False)
+    a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
+    # every file of the smaller dataset is in the larger one byte for byte (val detections
+    # too), except synth.json, which records the config
+    assert {k: v for k, v in a.items() if k != "synth.json"} == {k: b[k] for k in a if k != "synth.json"}
+    train = sorted(p.name for p in (tmp_path / "b" / "annotations" / "train").iterdir())
+    assert train == [f"{n:06d}_mpii_train.json" for n in (1, 2, 4, 5)]  # video 3 is val
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
         ({"videos": 0}, "videos"),
+        ({"extra_train_videos": -1}, "extra_train_videos"),
         ({"frames": 10001}, "frames"),
         ({"people": "3-1"}, "people (maximum)"),
         ({"people": "a-b"}, "people"),
@@ -171,5 +187,7 @@ def test_cli_writes_a_dataset(tmp_path, capsys):
     args = ["synth", str(out), "--videos", "2", "--frames", "4", "--size", "96x64", "--people", "2"]
     assert main([*args, "--seed", "1", "--no-progress"]) == 0
     assert "1 train + 1 val videos, 8 frames" in capsys.readouterr().out
+    assert main([*args, "--seed", "1", "--no-progress", "--extra-train-videos", "1"]) == 0
+    assert "2 train + 1 val videos, 12 frames" in capsys.readouterr().out
     assert (out / "detections" / "val_boxes.json").is_file()
     assert main(["synth", str(out), "--hard-ratio", "2"]) == 2  # a clear error, no traceback

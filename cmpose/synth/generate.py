@@ -143,7 +143,7 @@ def generate(out: Path, config: SynthConfig, progress: bool = True) -> SynthSumm
     val = set(config.val_videos())
     summary = SynthSummary(out=out)
     detections: list[dict] = []
-    with tqdm(total=config.total_videos * config.frames, desc="synth", unit="frame", disable=not progress) as bar:
+    with tqdm(total=config.total_frames, desc="synth", unit="frame", disable=not progress) as bar:
         for index in range(config.total_videos):
             plan = plan_video(index, config, "val" if index in val else "train")
             (summary.val_videos if plan.split == "val" else summary.train_videos).append(plan.name)
