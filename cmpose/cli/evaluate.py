@@ -17,7 +17,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "format), equal to poseval's. Ties in scores are ranked stably (see docs/evaluation.md).",
     )
     p.add_argument("--gt", required=True, type=Path, help="folder of per-video GT JSON files")
-    p.add_argument("--pred", required=True, type=Path, help="folder of prediction files with the same names")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--pred", type=Path, help="folder of prediction files with the same names")
+    what.add_argument(
+        "--box-ceiling",
+        type=Path,
+        metavar="DETECTIONS",
+        help="instead: the mAP a perfect pose model would reach on these person boxes (GT poses "
+        "on the boxes that match a person; docs/evaluation.md)",
+    )
+    p.add_argument(
+        "--box-score-threshold", type=float, default=0.2, help="with --box-ceiling: boxes below are dropped"
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the numbers (AP in percent) here")
     p.add_argument("--per-video", action="store_true", help="add one row (and JSON entry) per video")
     p.set_defaults(func=run)
@@ -35,7 +46,17 @@ def _nan_to_none(value: object) -> object:
 def run(args: argparse.Namespace) -> int:
     from cmpose.eval.posetrack import evaluate, format_table
 
-    report = evaluate(args.gt, args.pred, per_video=args.per_video)
+    if args.box_ceiling is not None:
+        import tempfile
+
+        from cmpose.eval.ceiling import box_ceiling
+
+        with tempfile.TemporaryDirectory(prefix="cmpose-ceiling-") as tmp:
+            report = box_ceiling(args.gt, args.box_ceiling, Path(tmp), args.box_score_threshold)
+        found = f"{report['found']} of {report['people']} people found"
+        print(f"GT poses on the boxes of {args.box_ceiling}: {found}")  # noqa: T201
+    else:
+        report = evaluate(args.gt, args.pred, per_video=args.per_video)
     print(format_table(report))  # noqa: T201
     if args.json is not None:
         atomic_write_json(args.json, _nan_to_none(report))

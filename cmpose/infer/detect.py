@@ -33,7 +33,7 @@ import numpy as np
 
 from cmpose.data.jsonio import load_json, number, number_list
 from cmpose.errors import DataError
-from cmpose.infer.tracker import box_iou
+from cmpose.ops.boxes import box_iou
 
 log = logging.getLogger(__name__)
 
