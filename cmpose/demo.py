@@ -38,8 +38,11 @@ class DemoPlan:
     Args:
         minutes: total wall time.
         shares: fractions of the training time for the stages, in the config's order.
-        reserve: fraction of the budget kept for the video inference and the pictures (about
-            5 s after the stages in the 10-minute demo, where a reserve of 0.1 left 49 s unused).
+        reserve / reserve_seconds: what is kept of the time left after data generation for the
+            work outside the stages' budgets (each stage's final validation, the video and the
+            pictures): this fraction of it plus these seconds. That work took 13-24 s both in
+            the 10- and the 120-minute demo; a fraction alone (0.05) had left 5.6 of 120
+            minutes unused, and 0.1 had left 49 s of 10 minutes.
         synth: the synthetic dataset (generated once per output folder and reused). Many short
             videos: the number of distinct people and scenes, not of frames, is what the tiny
             model is short of (docs/results.md, "Training data").
@@ -56,7 +59,8 @@ class DemoPlan:
 
     minutes: float = 10.0
     shares: tuple[float, ...] = (0.5, 0.3, 0.2)
-    reserve: float = 0.05
+    reserve: float = 0.02
+    reserve_seconds: float = 20.0
     synth: SynthConfig = field(
         default_factory=lambda: SynthConfig(
             videos=400, frames=10, people=(1, 3), hard_ratio=0.2, val_ratio=0.2
@@ -101,7 +105,7 @@ def plan_stages(cfg: ExperimentConfig, plan: DemoPlan, seconds_left: float) -> E
     """Give each stage its share of the training time (``StageConfig.minutes``)."""
     if len(plan.shares) != len(cfg.stages):
         raise ValueError(f"{len(plan.shares)} budget shares for {len(cfg.stages)} stages")
-    train_min = max(0.5, seconds_left * (1.0 - plan.reserve) / 60.0)
+    train_min = max(0.5, (seconds_left * (1.0 - plan.reserve) - plan.reserve_seconds) / 60.0)
     total = sum(plan.shares)
     stages = [
         # At least 0.01 min: a budget of 0 would mean "no limit".

@@ -60,11 +60,11 @@ def cfg() -> ExperimentConfig:
 
 @pytest.mark.parametrize("shares", [(0.5, 0.3, 0.2), (2.0, 1.0, 1.0), (1.0, 1.0, 1.0)])
 def test_plan_stages_splits_the_training_time(cfg, shares) -> None:
-    plan = DemoPlan(minutes=10.0, shares=shares, reserve=0.1)
+    plan = DemoPlan(minutes=10.0, shares=shares, reserve=0.1, reserve_seconds=15.0)
     seconds_left = 570.0
     planned = plan_stages(cfg, plan, seconds_left)
     minutes = [s.minutes for s in planned.stages]
-    train_min = (1.0 - plan.reserve) * seconds_left / 60.0
+    train_min = ((1.0 - plan.reserve) * seconds_left - 15.0) / 60.0
     assert sum(minutes) == pytest.approx(train_min, abs=3 * 0.0005)
     for m, share in zip(minutes, shares, strict=True):
         assert m == pytest.approx(train_min * share / sum(shares), abs=0.0005)
