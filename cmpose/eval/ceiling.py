@@ -24,24 +24,23 @@ from cmpose.eval.writer import PersonPrediction, write_prediction_dir
 from cmpose.ops.boxes import match_boxes
 
 
+def _by_frame(records: list[PersonRecord]) -> dict[tuple[str, int], list[PersonRecord]]:
+    out: dict[tuple[str, int], list[PersonRecord]] = defaultdict(list)
+    for r in records:
+        out[(r.video_id, r.frame_index)].append(r)
+    return out
+
+
 def ceiling_predictions(
     gt: Dataset, boxes: list[PersonRecord], iou_threshold: float = 0.5
 ) -> tuple[dict[str, dict[int, list[PersonPrediction]]], int]:
     """GT poses on the boxes that find them; returns (results keyed video -> frame, as
     ``write_prediction_dir`` takes them; the number of GT people found)."""
-    by_frame: dict[tuple[str, int], list[PersonRecord]] = defaultdict(list)
-    for b in boxes:
-        by_frame[(b.video_id, b.frame_index)].append(b)
+    boxes_by_frame = _by_frame(boxes)
     results: dict[str, dict[int, list[PersonPrediction]]] = defaultdict(lambda: defaultdict(list))
     found = 0
-    people_by_frame: dict[tuple[str, int], list[PersonRecord]] = defaultdict(list)
-    for p in gt.people:
-        if p.num_annotated:
-            people_by_frame[(p.video_id, p.frame_index)].append(p)
-    for key, people in people_by_frame.items():
-        dets = by_frame.get(key, [])
-        if not dets:
-            continue
+    for (video, frame), people in _by_frame([p for p in gt.people if p.num_annotated]).items():
+        dets = boxes_by_frame.get((video, frame), [])
         pairs, _, _ = match_boxes([p.box for p in people], [d.box for d in dets], iou_threshold)
         for i, k in pairs:
             kps = people[i].keypoints
@@ -49,7 +48,7 @@ def ceiling_predictions(
             xy = np.where(annotated[:, None], kps[:, :2], np.nan)  # NaN: not predicted (writer)
             score = float(dets[k].box_score)
             scores = np.where(annotated, score, 0.0)
-            results[key[0]][key[1]].append(PersonPrediction(xy, scores, score=score, box=dets[k].box))
+            results[video][frame].append(PersonPrediction(xy, scores, score=score, box=dets[k].box))
             found += 1
     return {v: dict(frames) for v, frames in results.items()}, found
 
