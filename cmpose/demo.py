@@ -38,11 +38,6 @@ class DemoPlan:
     Args:
         minutes: total wall time.
         shares: fractions of the training time for the stages, in the config's order.
-        later_stages_cap: the most minutes the stages after the first (MCL and FTE) get together;
-            what their shares would give beyond it goes to the first stage (pretraining). They
-            start from the pretrained backbone and added only +0.1 to +0.4 mAP in 58 minutes at
-            the 120-minute budget, while pretraining was still gaining from more steps
-            (docs/results.md, "Longer budgets"). Below 60-minute budgets the cap does not bite.
         reserve / reserve_seconds: what is kept of the time left after data generation for the
             work outside the stages' budgets (each stage's final validation, the video and the
             pictures): this fraction of it plus these seconds. That work took 13-24 s both in
@@ -64,7 +59,6 @@ class DemoPlan:
 
     minutes: float = 10.0
     shares: tuple[float, ...] = (0.5, 0.3, 0.2)
-    later_stages_cap: float | None = 30.0
     reserve: float = 0.02
     reserve_seconds: float = 20.0
     synth: SynthConfig = field(
@@ -107,27 +101,16 @@ def _synth_data(out: Path, synth: SynthConfig) -> float:
     return time.perf_counter() - t0
 
 
-def stage_minutes(train_min: float, shares: tuple[float, ...], later_cap: float | None) -> list[float]:
-    """Split ``train_min`` by ``shares``; the stages after the first get at most ``later_cap``
-    minutes together, the first stage the rest."""
-    total = sum(shares)
-    minutes = [train_min * share / total for share in shares]
-    later = sum(minutes[1:])
-    if later_cap is not None and later > later_cap:
-        minutes = [train_min - later_cap] + [m * later_cap / later for m in minutes[1:]]
-    return minutes
-
-
 def plan_stages(cfg: ExperimentConfig, plan: DemoPlan, seconds_left: float) -> ExperimentConfig:
     """Give each stage its share of the training time (``StageConfig.minutes``)."""
     if len(plan.shares) != len(cfg.stages):
         raise ValueError(f"{len(plan.shares)} budget shares for {len(cfg.stages)} stages")
     train_min = max(0.5, (seconds_left * (1.0 - plan.reserve) - plan.reserve_seconds) / 60.0)
-    minutes = stage_minutes(train_min, plan.shares, plan.later_stages_cap)
+    total = sum(plan.shares)
     stages = [
         # At least 0.01 min: a budget of 0 would mean "no limit".
-        dataclasses.replace(s, minutes=max(0.01, round(m, 3)))
-        for s, m in zip(cfg.stages, minutes, strict=True)
+        dataclasses.replace(s, minutes=max(0.01, round(train_min * share / total, 3)))
+        for s, share in zip(cfg.stages, plan.shares, strict=True)
     ]
     return dataclasses.replace(cfg, stages=stages)
 
