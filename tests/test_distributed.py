@@ -64,6 +64,7 @@ def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
     gathered = dist.gather_objects([(p["video"], p["frame"], tuple(p["box"])) for p in people])
     if rank == 0:
         torch.save({"gathered": gathered, "n": len(trainer.dataset)}, Path(out) / "people.pt")
+    del trainer  # cleanup() frees the DDP model only once nothing names it
     dist.cleanup()
 
 

