@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 import torch
 
+from cmpose.data.config import GapFillConfig
 from cmpose.engine.config import ExperimentConfig
-from cmpose.engine.testing import split_paths
+from cmpose.engine.testing import boxes_label, run_test, split_paths, summary_line
 from cmpose.eval.posetrack import format_table
 from cmpose.utils.io import atomic_write_bytes, atomic_write_json
 
@@ -96,6 +97,26 @@ def write_pictures(
     return pictures
 
 
+def test_without_gap_fill(checkpoint: Path, cfg: ExperimentConfig, out: Path) -> dict[str, Any] | None:
+    """The final model on the detector's boxes as given, when the config fills their gaps: the
+    number comparable to protocols that do not (None when there is nothing to compare)."""
+    from cmpose.engine.checkpointing import load_model
+    from cmpose.engine.trainer import amp_dtype
+
+    if cfg.test.boxes != "detections" or cfg.test.gap_fill.max_gap == 0 or not cfg.data.val_detections:
+        return None
+    model, _ = load_model(checkpoint, "cpu")
+    clip = dataclasses.replace(cfg.data.clip, num_frames=model.num_frames)
+    test = dataclasses.replace(cfg.test, gap_fill=GapFillConfig())
+    device = torch.device("cpu")
+    report = run_test(
+        model, cfg.data, clip, test, out / "test_without_gap_fill", device, amp_dtype(cfg.run.amp, device)
+    )
+    if report is not None:
+        log.info("without gap filling: val %s", summary_line(report))
+    return report
+
+
 def write_summary(
     out: Path,
     cfg: ExperimentConfig,
@@ -104,7 +125,9 @@ def write_summary(
     pictures: dict[str, str],
     synth_seconds: float,
     elapsed: float,
+    plain: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``plain``: the ``test_without_gap_fill`` report, shown beside the headline when given."""
     final = train["stages"][-1]["val"]
     summary = {
         "elapsed_seconds": round(elapsed, 1),
@@ -112,6 +135,7 @@ def write_summary(
         "synth": {**dataclasses.asdict(plan.dataset()), "seconds": round(synth_seconds, 1)},
         "stages": [{k: v for k, v in s.items() if k != "val"} | _val_line(s["val"]) for s in train["stages"]],
         "test": final,
+        "test_without_gap_fill": plain,
         "pictures": pictures,
     }
     atomic_write_json(out / "summary.json", summary)
@@ -129,10 +153,12 @@ def write_summary(
         row += [f"{s['mAP']:.1f}", f"{s['mAP_hard']:.1f}"]
         lines.append("| " + " | ".join(row) + " |")
     if final:
-        lines += ["", f"Synthetic val, {final['boxes']} boxes, all labelled frames:", "", "```"]
+        lines += ["", f"Synthetic val, {boxes_label(final)}, all labelled frames:", "", "```"]
         lines += [format_table(final["all"]), "```"]
         if final.get("hard"):
             lines += ["", "Hard frames only:", "", "```", format_table(final["hard"]), "```"]
+    if plain:
+        lines += ["", f"The detector's boxes as given (no gap filling): {summary_line(plain)}."]
     lines += ["", "Pictures: " + ", ".join(f"[{k}]({v})" for k, v in pictures.items())]
     atomic_write_bytes(out / "summary.md", ("\n".join(lines) + "\n").encode())
     return summary

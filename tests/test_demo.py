@@ -46,7 +46,13 @@ def tiny(stages: list[dict] | None = None) -> dict:
             {"name": "fte", "kind": "fte", "epochs": 1, "lr": 5e-4},
         ],
         "run": {"val_every": 0, "log_every": 1, "amp": "off"},
-        "test": {"boxes": "detections", "workers": 0, "batch_size": 8, "flip_test": False},
+        "test": {
+            "boxes": "detections",
+            "workers": 0,
+            "batch_size": 8,
+            "flip_test": False,
+            "gap_fill": {"max_gap": 4},
+        },
     }
 
 
@@ -230,10 +236,15 @@ def test_run_demo_smoke(tmp_path: Path) -> None:
     assert kinds == [("pretrain", "single"), ("mcl", "mcl"), ("fte", "fte")]
     assert all(s["steps"] == 4 for s in on_disk["stages"])  # 16 train people, batch 4, 1 epoch
     test = on_disk["test"]
-    assert test["boxes"] == "detections" and 0.0 <= test["all"]["Total"] <= 100.0
+    assert test["boxes"] == "detections" and test["gap_fill"] == 4 and 0.0 <= test["all"]["Total"] <= 100.0
+    # beside the headline, the detector's boxes as given (the protocol without gap filling)
+    plain = on_disk["test_without_gap_fill"]
+    assert plain["boxes"] == "detections" and plain["gap_fill"] == 0
+    assert (out / "test_without_gap_fill" / "report.json").is_file()
     md = (out / "summary.md").read_text()
     assert "| stage | kind | steps |" in md and "| fte | fte | 4 |" in md
-    assert "Synthetic val, detections boxes" in md and "Total" in md
+    assert "Synthetic val, detector boxes, gaps filled from frames up to 4 away" in md and "Total" in md
+    assert "The detector's boxes as given (no gap filling): mAP" in md
     pictures = on_disk["pictures"]
     assert pictures["tokens"] == "tokens.png" and (out / "tokens.png").stat().st_size > 0
     assert pictures["curves"] == "curves.png" and (out / "curves.png").is_file()

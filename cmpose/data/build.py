@@ -10,7 +10,7 @@ import cv2
 import torch
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 
-from cmpose.data.config import AugmentConfig, ClipConfig, CropConfig, LoaderConfig
+from cmpose.data.config import AugmentConfig, ClipConfig, CropConfig, GapFillConfig, LoaderConfig
 from cmpose.data.dataset import PoseTrackClipDataset
 from cmpose.data.detections import load_detections
 from cmpose.data.problems import Problems
@@ -29,6 +29,7 @@ def build_clip_dataset(
     augment: AugmentConfig,
     loader: LoaderConfig,
     detections: Path | None = None,
+    gap_fill: GapFillConfig | None = None,
     image_root: Path | None = None,
     pt17_layout: str = "original",
     seed: int = 0,
@@ -37,12 +38,13 @@ def build_clip_dataset(
 
     Training: GT people with at least ``loader.min_keypoints`` annotated joints. Testing: GT
     boxes of every person, or, with ``detections``, the detector boxes scoring at least
-    ``loader.det_score_threshold`` on the labelled frames. Skipped items are logged with counts.
+    ``loader.det_score_threshold`` on the labelled frames, plus the boxes ``gap_fill`` adds.
+    Skipped items are logged with counts.
     """
     problems = Problems()
     data = read_annotations(annotations, image_root, problems, pt17_layout=pt17_layout)
     if detections is not None:
-        samples = load_detections(detections, data, loader.det_score_threshold, problems)
+        samples = load_detections(detections, data, loader.det_score_threshold, problems, gap_fill)
     elif train:
         samples = [p for p in data.people if p.num_annotated >= loader.min_keypoints]
         if len(samples) < len(data.people):

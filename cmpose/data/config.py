@@ -118,3 +118,31 @@ class LoaderConfig:
             raise ValueError(f"max_decode_reduction must be 1, 2, 4 or 8, got {self.max_decode_reduction}")
         if self.frame_cache_size < 0 or self.min_keypoints < 0:
             raise ValueError("frame_cache_size and min_keypoints must be >= 0")
+
+
+@dataclass
+class GapFillConfig:
+    """Filling the detector's gaps from neighbouring labelled frames at test time
+    (``cmpose.ops.gap_fill``): a person missed in a frame but found in the frames around it gets
+    the box it has there. Off by default, as in the published PoseTrack protocols, which test on
+    the detector's boxes as given.
+
+    Args:
+        max_gap: largest distance in frames to the neighbour a box comes from (0 = off). Boxes
+            come only from labelled frames, which detection files cover (PoseTrack's and the
+            synthetic benchmark's); the synthetic benchmark labels every 4th frame, so it needs 4.
+        min_score: neighbour boxes scoring less fill nothing.
+        link_iou: the IoU at which two boxes are taken for one person.
+        score_decay: an added box scores this times its sources' (lower) score.
+    """
+
+    max_gap: int = 0
+    min_score: float = 0.5
+    link_iou: float = 0.3
+    score_decay: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.max_gap < 0:
+            raise ValueError(f"max_gap must be >= 0, got {self.max_gap}")
+        if not 0.0 < self.link_iou <= 1.0 or not 0.0 < self.score_decay <= 1.0:
+            raise ValueError("link_iou and score_decay must be in (0, 1]")

@@ -5,20 +5,27 @@ category_id}`` (the COCO results format, as in mmpose's ``*_human_detections.jso
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from cmpose.data.config import GapFillConfig
 from cmpose.data.jsonio import load_json, number, number_list
 from cmpose.data.problems import Problems
 from cmpose.data.records import Dataset, PersonRecord
 from cmpose.errors import DataError
+from cmpose.ops.gap_fill import fill_gaps
 
 log = logging.getLogger(__name__)
 
 
 def load_detections(
-    path: Path, data: Dataset, score_threshold: float = 0.2, problems: Problems | None = None
+    path: Path,
+    data: Dataset,
+    score_threshold: float = 0.2,
+    problems: Problems | None = None,
+    gap_fill: GapFillConfig | None = None,
 ) -> list[PersonRecord]:
     """One ``PersonRecord`` (box, box_score, no keypoints) per kept detection.
 
@@ -30,6 +37,9 @@ def load_detections(
         score_threshold: detections with a lower score are dropped (DCPose uses 0.2 on
             PoseTrack); only category 1 (person) is kept.
         problems: where malformed entries are recorded (lenient when None).
+        gap_fill: with ``max_gap > 0``, boxes from neighbouring labelled frames are added where
+            the detector missed a person (``cmpose.ops.gap_fill``); they come after the
+            detector's own records.
 
     Detections on frames the annotations do not label are counted and skipped (they cannot be
     evaluated); a summary is logged.
@@ -74,19 +84,7 @@ def load_detections(
                 "zero-size box", f"box {box.tolist()} has zero size", path=path, record=rec, field="bbox"
             )
             continue
-        image_id, size, regions = data.frame_info[key]
-        out.append(
-            PersonRecord(
-                video_id=key[0],
-                frame_index=key[1],
-                image_path=data.labelled_frames[key],
-                image_size=size,
-                box=box,
-                ignore_regions=regions,
-                image_id=image_id,
-                box_score=score,
-            )
-        )
+        out.append(_record(data, key, box, score))
     log.info(
         "%s: %d detections kept, %d below score %.2f, %d on frames that are not labelled",
         path,
@@ -96,4 +94,47 @@ def load_detections(
         unmatched,
     )
     problems.log_summary(str(path))
+    if gap_fill is not None and gap_fill.max_gap > 0:
+        added = _fill_gaps(out, data, gap_fill)
+        log.info(
+            "%s: %d boxes added in gaps (neighbours up to %d frames away)", path, len(added), gap_fill.max_gap
+        )
+        out += added
     return out
+
+
+def _record(data: Dataset, key: tuple[str, int], box: np.ndarray, score: float) -> PersonRecord:
+    image_id, size, regions = data.frame_info[key]
+    return PersonRecord(
+        video_id=key[0],
+        frame_index=key[1],
+        image_path=data.labelled_frames[key],
+        image_size=size,
+        box=box,
+        ignore_regions=regions,
+        image_id=image_id,
+        box_score=score,
+    )
+
+
+def _fill_gaps(records: list[PersonRecord], data: Dataset, cfg: GapFillConfig) -> list[PersonRecord]:
+    """Records for the boxes ``fill_gaps`` adds, video by video over every labelled frame (a
+    frame where the detector found nobody is where a gap is most likely)."""
+    by_frame: dict[tuple[str, int], list[PersonRecord]] = defaultdict(list)
+    for r in records:
+        by_frame[(r.video_id, r.frame_index)].append(r)
+    videos: dict[str, list[int]] = defaultdict(list)
+    for video, frame in data.labelled_frames:
+        videos[video].append(frame)
+    added = []
+    for video, frames in sorted(videos.items()):
+        frames.sort()
+        recs = [by_frame[(video, f)] for f in frames]
+        boxes = [np.array([r.box for r in rs]).reshape(-1, 4) for rs in recs]
+        scores = [np.array([r.box_score for r in rs]) for rs in recs]
+        filled = fill_gaps(frames, boxes, scores, cfg.max_gap, cfg.min_score, cfg.link_iou, cfg.score_decay)
+        for frame, (new_boxes, new_scores) in zip(frames, filled, strict=True):
+            added += [
+                _record(data, (video, frame), b, float(s)) for b, s in zip(new_boxes, new_scores, strict=True)
+            ]
+    return added

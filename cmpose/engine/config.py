@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from cmpose.data.config import AugmentConfig, ClipConfig, CropConfig, LoaderConfig
+from cmpose.data.config import AugmentConfig, ClipConfig, CropConfig, GapFillConfig, LoaderConfig
 from cmpose.models.config import ModelConfig
 
 
@@ -106,6 +106,8 @@ class TestConfig:
             detection (a false positive, a duplicate that survives NMS) rank below those of a
             confident one (+1.9 mAP with detector boxes on the synthetic benchmark,
             docs/results.md). The person score itself plays no part in poseval's AP.
+        gap_fill: with detector boxes, add boxes from neighbouring labelled frames where the
+            detector missed a person (off unless ``gap_fill.max_gap > 0``).
         batch_size, workers: of the test loader.
     """
 
@@ -114,6 +116,7 @@ class TestConfig:
     rescore_threshold: float = 0.2
     oks_nms: float = 0.9
     joint_scores: Literal["heatmap", "heatmap_x_person"] = "heatmap"
+    gap_fill: GapFillConfig = field(default_factory=GapFillConfig)
     batch_size: int = 64
     workers: int = 2
 

@@ -132,6 +132,7 @@ def run_test(
         augment=data.augment,
         loader=dataclasses.replace(data.loader, min_keypoints=0),
         detections=dets if use_dets else None,
+        gap_fill=test.gap_fill,
         image_root=resolve_path(data.root, data.image_root),
         pt17_layout=data.pt17_layout,
     )
@@ -144,6 +145,8 @@ def run_test(
     pred_dir = Path(out_dir) / "predictions"
     write_prediction_dir(gt_dir, results, pred_dir)
     report = {"all": evaluate(gt_dir, pred_dir), "hard": None, "boxes": "detections" if use_dets else "gt"}
+    if use_dets:
+        report["gap_fill"] = test.gap_fill.max_gap
     hard_gt = Path(out_dir) / "gt_hard"
     if write_frame_subset(gt_dir, hard_gt, lambda ann: bool(ann.get("hard"))):
         report["hard"] = evaluate(hard_gt, pred_dir)
@@ -153,7 +156,7 @@ def run_test(
 
 
 def report_markdown(report: dict[str, Any]) -> str:
-    lines = [f"PoseTrack mAP ({report['boxes']} boxes), all labelled frames:", "", "```"]
+    lines = [f"PoseTrack mAP ({boxes_label(report)}), all labelled frames:", "", "```"]
     lines += [format_table(report["all"]), "```"]
     if report.get("hard"):
         lines += [
@@ -164,6 +167,14 @@ def report_markdown(report: dict[str, Any]) -> str:
         ]
         lines += [format_table(report["hard"]), "```"]
     return "\n".join(lines) + "\n"
+
+
+def boxes_label(report: dict[str, Any]) -> str:
+    """Which boxes a report's people come from, in words."""
+    if report["boxes"] != "detections":
+        return f"{report['boxes']} boxes"
+    gap = report.get("gap_fill", 0)
+    return f"detector boxes, gaps filled from frames up to {gap} away" if gap else "detector boxes"
 
 
 def summary_line(report: dict[str, Any]) -> str:
