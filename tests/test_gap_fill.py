@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cmpose.cli.main import main
 from cmpose.data.config import GapFillConfig
 from cmpose.data.detections import load_detections
 from cmpose.data.readers import read_annotations
@@ -154,6 +155,24 @@ def test_the_loader_fills_a_missed_person_and_nothing_else(data: Path, tmp_path:
     assert box_iou([rec.box], [middle.box])[0, 0] > 0.5
     assert rec.box_score == pytest.approx(0.8 * 0.9)
     assert rec.image_path == middle.image_path
+
+
+def test_the_box_ceiling_counts_the_filled_person(data: Path, tmp_path: Path, capsys) -> None:
+    val = data / "annotations" / "val"
+    gt = read_annotations(val)
+    middle = next(p for p in gt.people if p.frame_index == 4)
+    boxes = [
+        b
+        for b in _gt_boxes(val)
+        if not (b["image_id"] == middle.image_id and np.allclose(b["bbox"], middle.box))
+    ]
+    path = tmp_path / "missing_one.json"
+    path.write_text(json.dumps(boxes))
+    people = len(boxes) + 1
+    assert main(["evaluate", "--gt", str(val), "--box-ceiling", str(path)]) == 0
+    assert f"{people - 1} of {people} people found" in capsys.readouterr().out
+    assert main(["evaluate", "--gt", str(val), "--box-ceiling", str(path), "--gap-fill", "4"]) == 0
+    assert f"{people} of {people} people found" in capsys.readouterr().out
 
 
 def test_the_report_names_the_boxes() -> None:

@@ -29,6 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--box-score-threshold", type=float, default=0.2, help="with --box-ceiling: boxes below are dropped"
     )
+    p.add_argument(
+        "--gap-fill",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="with --box-ceiling: fill the boxes' gaps from labelled frames up to FRAMES away, as "
+        "`cmpose test` with test.gap_fill.max_gap (default 0: off)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the numbers (AP in percent) here")
     p.add_argument("--per-video", action="store_true", help="add one row (and JSON entry) per video")
     p.set_defaults(func=run)
@@ -49,10 +57,14 @@ def run(args: argparse.Namespace) -> int:
     if args.box_ceiling is not None:
         import tempfile
 
+        from cmpose.data.config import GapFillConfig
         from cmpose.eval.ceiling import box_ceiling
 
+        gap_fill = GapFillConfig(max_gap=args.gap_fill)
         with tempfile.TemporaryDirectory(prefix="cmpose-ceiling-") as tmp:
-            report = box_ceiling(args.gt, args.box_ceiling, Path(tmp), args.box_score_threshold)
+            report = box_ceiling(
+                args.gt, args.box_ceiling, Path(tmp), args.box_score_threshold, gap_fill=gap_fill
+            )
         found = f"{report['found']} of {report['people']} people found"
         print(f"GT poses on the boxes of {args.box_ceiling}: {found}")  # noqa: T201
     else:

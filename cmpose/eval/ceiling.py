@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from cmpose.data.config import GapFillConfig
 from cmpose.data.detections import load_detections
 from cmpose.data.readers import read_annotations
 from cmpose.data.records import Dataset, PersonRecord
@@ -59,12 +60,14 @@ def box_ceiling(
     out_dir: Path,
     score_threshold: float = 0.2,
     iou_threshold: float = 0.5,
+    gap_fill: GapFillConfig | None = None,
 ) -> dict[str, Any]:
     """The PoseTrack mAP of GT poses on ``detections`` (boxes below ``score_threshold`` dropped,
-    as ``cmpose test`` drops them). Writes the prediction files to ``out_dir``; returns the
-    report with ``people`` (annotated GT people) and ``found`` (those a box matched)."""
+    and gaps filled as ``gap_fill`` says, as ``cmpose test`` does). Writes the prediction files
+    to ``out_dir``; returns the report with ``people`` (annotated GT people) and ``found``
+    (those a box matched)."""
     gt = read_annotations(Path(gt_dir))
-    boxes = load_detections(Path(detections), gt, score_threshold)
+    boxes = load_detections(Path(detections), gt, score_threshold, gap_fill=gap_fill)
     results, found = ceiling_predictions(gt, boxes, iou_threshold)
     write_prediction_dir(Path(gt_dir), results, Path(out_dir))
     report = evaluate(gt_dir, out_dir)
