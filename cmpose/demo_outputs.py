@@ -97,7 +97,7 @@ def write_pictures(
     return pictures
 
 
-def test_without_gap_fill(checkpoint: Path, cfg: ExperimentConfig, out: Path) -> dict[str, Any] | None:
+def plain_boxes_report(checkpoint: Path, cfg: ExperimentConfig, out: Path) -> dict[str, Any] | None:
     """The final model on the detector's boxes as given, when the config fills their gaps: the
     number comparable to protocols that do not (None when there is nothing to compare)."""
     from cmpose.engine.checkpointing import load_model
@@ -127,7 +127,7 @@ def write_summary(
     elapsed: float,
     plain: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``plain``: the ``test_without_gap_fill`` report, shown beside the headline when given."""
+    """``plain``: the ``plain_boxes_report``, shown beside the headline when given."""
     final = train["stages"][-1]["val"]
     summary = {
         "elapsed_seconds": round(elapsed, 1),
