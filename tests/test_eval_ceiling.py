@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from box_files import gt_boxes
 
 from cmpose.cli.main import main
 from cmpose.data.detections import load_detections
@@ -26,19 +27,9 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-def _gt_boxes(val: Path) -> list[dict]:
-    """The GT boxes of every annotated person, as detections of score 0.9."""
-    out = []
-    for f in sorted(val.glob("*.json")):
-        for a in json.loads(f.read_text())["annotations"]:
-            if any(v > 0 for v in a["keypoints"][2::3]):
-                out.append({"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9})
-    return out
-
-
 def test_gt_boxes_reach_100_and_a_dropped_box_loses_its_person(data: Path, tmp_path: Path) -> None:
     val = data / "annotations" / "val"
-    boxes = _gt_boxes(val)
+    boxes = gt_boxes(val)
     people = len(boxes)
     assert people >= 4
     full = tmp_path / "full.json"
@@ -63,7 +54,7 @@ def test_ceiling_predictions_put_the_gt_pose_on_its_box(data: Path, tmp_path: Pa
     val = data / "annotations" / "val"
     gt = read_annotations(val)
     # shifted boxes still overlap their person (IoU > 0.5): each finds its own
-    boxes = _gt_boxes(val)
+    boxes = gt_boxes(val)
     for b in boxes:
         b["bbox"] = [b["bbox"][0] + 0.05 * b["bbox"][2], *b["bbox"][1:]]
     path = tmp_path / "d.json"
@@ -96,7 +87,7 @@ def test_ceiling_predictions_put_the_gt_pose_on_its_box(data: Path, tmp_path: Pa
 def test_cli_box_ceiling(data: Path, tmp_path: Path, capsys) -> None:
     val = data / "annotations" / "val"
     boxes = tmp_path / "b.json"
-    boxes.write_text(json.dumps(_gt_boxes(val)))
+    boxes.write_text(json.dumps(gt_boxes(val)))
     assert main(["evaluate", "--gt", str(val), "--box-ceiling", str(boxes)]) == 0
     out = capsys.readouterr().out
     assert "people found" in out and "100.0" in out

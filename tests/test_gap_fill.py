@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from box_files import gt_boxes
 
 from cmpose.cli.main import main
 from cmpose.data.config import GapFillConfig
@@ -114,21 +115,12 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-def _gt_boxes(val: Path) -> list[dict]:
-    out = []
-    for f in sorted(val.glob("*.json")):
-        for a in json.loads(f.read_text())["annotations"]:
-            if any(v > 0 for v in a["keypoints"][2::3]):
-                out.append({"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9})
-    return out
-
-
 def test_the_loader_fills_a_missed_person_and_nothing_else(data: Path, tmp_path: Path) -> None:
     val = data / "annotations" / "val"
     gt = read_annotations(val)
     frames = sorted({p.frame_index for p in gt.people})
     assert len(frames) == 3  # the middle one has two neighbours 4 frames away
-    boxes = _gt_boxes(val)
+    boxes = gt_boxes(val)
     full = tmp_path / "full.json"
     full.write_text(json.dumps(boxes))
     cfg = GapFillConfig(max_gap=4)
@@ -163,7 +155,7 @@ def test_the_box_ceiling_counts_the_filled_person(data: Path, tmp_path: Path, ca
     middle = next(p for p in gt.people if p.frame_index == 4)
     boxes = [
         b
-        for b in _gt_boxes(val)
+        for b in gt_boxes(val)
         if not (b["image_id"] == middle.image_id and np.allclose(b["bbox"], middle.box))
     ]
     path = tmp_path / "missing_one.json"
