@@ -125,6 +125,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run every step; returns the summary (also written to ``out/summary.json``)."""
     from cmpose.demo_outputs import plain_boxes_report, write_pictures, write_summary
+    from cmpose.engine.checkpointing import load_model
     from cmpose.engine.run import run_training
 
     t0 = time.perf_counter()
@@ -151,8 +152,9 @@ def run_demo(
         shutil.rmtree(run_dir)  # a demo always trains afresh; its data is what it reuses
     train = run_training(cfg, run_dir)
     final = Path(train["final_checkpoint"])
-    plain = plain_boxes_report(final, cfg, out)
-    pictures = write_pictures(final, cfg, out, video, showcase)
+    model, _ = load_model(final, "cpu")  # once, for the second test pass and the pictures
+    plain = plain_boxes_report(model, cfg, out)
+    pictures = write_pictures(model, final, cfg, out, video, showcase)
     elapsed = time.perf_counter() - t0
     summary = write_summary(out, cfg, plan, train, pictures, synth_s, elapsed, plain)
     return summary

@@ -64,14 +64,18 @@ def token_picture(model: Any, cfg: ExperimentConfig, out_png: Path, num_people: 
 
 
 def write_pictures(
-    checkpoint: Path, cfg: ExperimentConfig, out: Path, video: Path | None, showcase: Path | None = None
+    model: Any,
+    checkpoint: Path,
+    cfg: ExperimentConfig,
+    out: Path,
+    video: Path | None,
+    showcase: Path | None = None,
 ) -> dict[str, str]:
     """Overlay MP4 of a val video (the one of the ``showcase`` dataset if given, else the first
-    of the data's) and of ``video``, the token picture, the curves."""
-    from cmpose.engine.checkpointing import load_model
+    of the data's) and of ``video``, the token picture, the curves (beside ``checkpoint``'s
+    stage folder). ``model``: the checkpoint's, on the CPU."""
     from cmpose.infer.pipeline import infer_video
 
-    model, _ = load_model(checkpoint, "cpu")
     pictures: dict[str, str] = {}
     curves = checkpoint.parents[1] / "curves.png"
     if curves.is_file():
@@ -97,15 +101,13 @@ def write_pictures(
     return pictures
 
 
-def plain_boxes_report(checkpoint: Path, cfg: ExperimentConfig, out: Path) -> dict[str, Any] | None:
-    """The final model on the detector's boxes as given, when the config fills their gaps: the
-    number comparable to protocols that do not (None when there is nothing to compare)."""
-    from cmpose.engine.checkpointing import load_model
+def plain_boxes_report(model: Any, cfg: ExperimentConfig, out: Path) -> dict[str, Any] | None:
+    """The final model (on the CPU) on the detector's boxes as given, when the config fills their
+    gaps: the number comparable to protocols that do not (None when there is nothing to compare)."""
     from cmpose.engine.trainer import amp_dtype
 
     if cfg.test.boxes != "detections" or cfg.test.gap_fill.max_gap == 0 or not cfg.data.val_detections:
         return None
-    model, _ = load_model(checkpoint, "cpu")
     clip = dataclasses.replace(cfg.data.clip, num_frames=model.num_frames)
     test = dataclasses.replace(cfg.test, gap_fill=GapFillConfig())
     device = torch.device("cpu")

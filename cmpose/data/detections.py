@@ -13,7 +13,7 @@ import numpy as np
 from cmpose.data.config import GapFillConfig
 from cmpose.data.jsonio import load_json, number, number_list
 from cmpose.data.problems import Problems
-from cmpose.data.records import Dataset, PersonRecord
+from cmpose.data.records import Dataset, PersonRecord, group_by_frame
 from cmpose.errors import DataError
 from cmpose.ops.gap_fill import fill_gaps
 
@@ -120,16 +120,14 @@ def _record(data: Dataset, key: tuple[str, int], box: np.ndarray, score: float) 
 def _fill_gaps(records: list[PersonRecord], data: Dataset, cfg: GapFillConfig) -> list[PersonRecord]:
     """Records for the boxes ``fill_gaps`` adds, video by video over every labelled frame (a
     frame where the detector found nobody is where a gap is most likely)."""
-    by_frame: dict[tuple[str, int], list[PersonRecord]] = defaultdict(list)
-    for r in records:
-        by_frame[(r.video_id, r.frame_index)].append(r)
+    by_frame = group_by_frame(records)
     videos: dict[str, list[int]] = defaultdict(list)
     for video, frame in data.labelled_frames:
         videos[video].append(frame)
     added = []
     for video, frames in sorted(videos.items()):
         frames.sort()
-        recs = [by_frame[(video, f)] for f in frames]
+        recs = [by_frame.get((video, f), []) for f in frames]
         boxes = [np.array([r.box for r in rs]).reshape(-1, 4) for rs in recs]
         scores = [np.array([r.box_score for r in rs]) for rs in recs]
         filled = fill_gaps(frames, boxes, scores, cfg.max_gap, cfg.min_score, cfg.link_iou, cfg.score_decay)

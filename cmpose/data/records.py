@@ -8,6 +8,7 @@ be located even when the annotation file lists only the labelled frames.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,3 +115,11 @@ class Dataset:
         self.labelled_frames.update(other.labelled_frames)
         self.frame_info.update(other.frame_info)
         self.num_listed_frames += other.num_listed_frames
+
+
+def group_by_frame(records: list[PersonRecord]) -> dict[tuple[str, int], list[PersonRecord]]:
+    """``records`` grouped by (video_id, frame_index), in their order within each frame."""
+    out: dict[tuple[str, int], list[PersonRecord]] = defaultdict(list)
+    for r in records:
+        out[(r.video_id, r.frame_index)].append(r)
+    return out

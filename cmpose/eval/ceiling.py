@@ -19,17 +19,10 @@ import numpy as np
 from cmpose.data.config import GapFillConfig
 from cmpose.data.detections import load_detections
 from cmpose.data.readers import read_annotations
-from cmpose.data.records import Dataset, PersonRecord
+from cmpose.data.records import Dataset, PersonRecord, group_by_frame
 from cmpose.eval.posetrack import evaluate
 from cmpose.eval.writer import PersonPrediction, write_prediction_dir
 from cmpose.ops.boxes import match_boxes
-
-
-def _by_frame(records: list[PersonRecord]) -> dict[tuple[str, int], list[PersonRecord]]:
-    out: dict[tuple[str, int], list[PersonRecord]] = defaultdict(list)
-    for r in records:
-        out[(r.video_id, r.frame_index)].append(r)
-    return out
 
 
 def ceiling_predictions(
@@ -37,10 +30,10 @@ def ceiling_predictions(
 ) -> tuple[dict[str, dict[int, list[PersonPrediction]]], int]:
     """GT poses on the boxes that find them; returns (results keyed video -> frame, as
     ``write_prediction_dir`` takes them; the number of GT people found)."""
-    boxes_by_frame = _by_frame(boxes)
+    boxes_by_frame = group_by_frame(boxes)
     results: dict[str, dict[int, list[PersonPrediction]]] = defaultdict(lambda: defaultdict(list))
     found = 0
-    for (video, frame), people in _by_frame([p for p in gt.people if p.num_annotated]).items():
+    for (video, frame), people in group_by_frame([p for p in gt.people if p.num_annotated]).items():
         dets = boxes_by_frame.get((video, frame), [])
         pairs, _, _ = match_boxes([p.box for p in people], [d.box for d in dets], iou_threshold)
         for i, k in pairs:

@@ -18,12 +18,22 @@ from cmpose.ops.boxes import box_iou, match_boxes
 
 
 def _unexplained(
-    boxes: np.ndarray, scores: np.ndarray, own: np.ndarray, min_score: float, link_iou: float
+    frames: Sequence[int],
+    boxes: list[np.ndarray],
+    scores: list[np.ndarray],
+    i: int,
+    j: int,
+    max_gap: int,
+    min_score: float,
+    link_iou: float,
 ) -> np.ndarray:
-    """Indices of a neighbour's confident boxes that overlap none of the frame's own boxes."""
-    keep = scores >= min_score
-    if len(own) and len(boxes):
-        keep &= box_iou(boxes, own).max(1) < link_iou
+    """Indices of neighbour j's confident boxes that overlap none of frame i's own boxes: the
+    people frame i may have missed (none when j is outside the video or too far away)."""
+    if not (max_gap > 0 and 0 <= j < len(frames) and abs(frames[j] - frames[i]) <= max_gap):
+        return np.zeros(0, int)
+    keep = scores[j] >= min_score
+    if len(boxes[i]) and len(boxes[j]):
+        keep &= box_iou(boxes[j], boxes[i]).max(1) < link_iou
     return np.flatnonzero(keep)
 
 
@@ -62,13 +72,10 @@ def fill_gaps(
     boxes = [np.asarray(b, np.float64).reshape(-1, 4) for b in boxes]
     scores = [np.asarray(s, np.float64).reshape(-1) for s in scores]
     out = []
-    for i, frame in enumerate(frames):
-        side: dict[int, np.ndarray] = {}  # neighbour index -> its unexplained boxes' indices
-        for j in (i - 1, i + 1):
-            if max_gap > 0 and 0 <= j < len(frames) and abs(frames[j] - frame) <= max_gap:
-                side[j] = _unexplained(boxes[j], scores[j], boxes[i], min_score, link_iou)
+    for i in range(len(frames)):
+        before = _unexplained(frames, boxes, scores, i, i - 1, max_gap, min_score, link_iou)
+        after = _unexplained(frames, boxes, scores, i, i + 1, max_gap, min_score, link_iou)
         added_boxes, added_scores = [], []
-        before, after = side.get(i - 1, np.zeros(0, int)), side.get(i + 1, np.zeros(0, int))
         linked_b, linked_a = set(), set()
         if len(before) and len(after):
             pairs, _, _ = match_boxes(boxes[i - 1][before], boxes[i + 1][after], link_iou)
