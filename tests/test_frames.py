@@ -267,20 +267,6 @@ def test_cache_keys_include_the_factor(tmp_path):
     assert (cache.hits, cache.misses) == (1, 3)
 
 
-def test_cache_at_most_serves_a_sharper_copy(tmp_path):
-    path = tmp_path / "big.png"
-    assert cv2.imwrite(str(path), np.full((16, 16, 3), 99, np.uint8))
-    cache = FrameCache(capacity=4)
-    img, f = cache.get_at_most(path, 2)  # miss: decoded at the requested factor
-    assert (img.shape, f, cache.misses) == ((8, 8, 3), 2, 1)
-    img, f = cache.get_at_most(path, 4)  # the factor-2 copy serves a factor-4 request
-    assert (img.shape, f, cache.hits, cache.misses) == ((8, 8, 3), 2, 1, 1)
-    img, f = cache.get_at_most(path, 1)  # never a blurrier copy: decode at 1
-    assert (img.shape, f, cache.misses) == ((16, 16, 3), 1, 2)
-    img, f = cache.get_at_most(path, 2)  # the exact factor first, when cached
-    assert (img.shape, f, cache.hits) == ((8, 8, 3), 2, 2)
-
-
 def test_cache_capacity_zero_disables_caching(frames):
     cache = FrameCache(capacity=0)
     x = cache.get(frames[0])

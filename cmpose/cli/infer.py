@@ -67,24 +67,45 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from cmpose.engine.checkpointing import load_model
+    from cmpose.engine.dist import parse_device
+    from cmpose.engine.testing import load_trained_model
     from cmpose.errors import CmposeError
-    from cmpose.infer.pipeline import infer_video
     from cmpose.infer.video_io import FrameSource
 
     if args.max_frames is not None and args.max_frames < 1:
         raise CmposeError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.token_maps is not None and args.token_maps < 1:
         raise CmposeError(f"--token-maps must be >= 1, got {args.token_maps}")
+    if args.batch_size < 1:
+        raise CmposeError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.out.exists() and not args.out.is_dir():
+        raise CmposeError(f"--out {args.out}: is a file; the outputs go into a folder")
+    device = str(parse_device(args.device))
     # Open the input first: a wrong path fails before the model loads.
     FrameSource(args.video, args.max_frames, args.fps)
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, cfg = load_model(args.checkpoint, device)
-    out_mp4, stats = infer_video(
+    model, cfg = load_trained_model(args.checkpoint, device)
+    try:
+        out_mp4, stats = _infer(args, model, cfg, device)
+    except KeyboardInterrupt:
+        # Ctrl-C (or SIGTERM, which cmpose turns into the same): the outputs are written to hidden
+        # temporaries and renamed only at the end, so nothing half-written is left under its name.
+        log.error("interrupted: no output written for %s (128 + SIGINT)", args.video)
+        return 130
+    maps = stats["token_maps_dir"]
+    print(  # noqa: T201
+        f"{stats['frames']} frames at {stats['fps']:.2f} frames/s -> {out_mp4}, "
+        f"{out_mp4.with_suffix('.jsonl')}"
+        + (f", {stats['token_maps']} token-map PNGs in {maps}" if maps else "")
+    )
+    return 0
+
+
+def _infer(args: argparse.Namespace, model, cfg, device: str):  # noqa: ANN001, ANN202
+    from cmpose.infer.pipeline import infer_video
+
+    return infer_video(
         model,
         cfg,
         args.video,
@@ -100,10 +121,3 @@ def run(args: argparse.Namespace) -> int:
         score_threshold=args.score_threshold,
         min_score=args.min_score,
     )
-    maps = stats["token_maps_dir"]
-    print(  # noqa: T201
-        f"{stats['frames']} frames at {stats['fps']:.2f} frames/s -> {out_mp4}, "
-        f"{out_mp4.with_suffix('.jsonl')}"
-        + (f", {stats['token_maps']} token-map PNGs in {maps}" if maps else "")
-    )
-    return 0

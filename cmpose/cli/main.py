@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 
 from cmpose import __version__
 from cmpose.cli import ablate, bench, convert, data, demo, evaluate, infer, synth, test, train
@@ -30,8 +32,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def handle_sigterm_like_sigint() -> None:
+    """SIGTERM (``kill``, a scheduler's time limit, torchrun stopping its workers) unwinds like
+    Ctrl-C: atomic writes delete their temporaries instead of leaving them behind, and
+    ``cmpose infer`` says it was interrupted. Only when nobody installed another handler."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
+        signal.SIG_DFL,
+        None,
+    ):
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    handle_sigterm_like_sigint()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

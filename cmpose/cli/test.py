@@ -27,13 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from cmpose.config import from_dict, load_config, to_dict
     from cmpose.engine import dist
-    from cmpose.engine.checkpointing import load_model
     from cmpose.engine.config import ExperimentConfig
-    from cmpose.engine.testing import report_markdown, run_test
+    from cmpose.engine.testing import load_trained_model, report_markdown, run_test
     from cmpose.engine.trainer import amp_dtype
+    from cmpose.errors import ConfigError
 
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out}: is a file; the report goes into a folder")
     device = dist.setup(args.device)
-    model, ckpt_cfg = load_model(args.checkpoint, device)
+    model, ckpt_cfg = load_trained_model(args.checkpoint, device)
     if args.config is not None:
         cfg = load_config(ExperimentConfig, args.config, args.overrides)
     else:

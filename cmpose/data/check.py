@@ -65,12 +65,20 @@ def discover_sources(root: Path) -> dict[str, list[Path]]:
     return sources
 
 
+def _peek(path: Path) -> bytes | None:
+    """The first bytes of a file (None when it cannot be read: a folder named ``*.json``, a
+    symlink loop, no permission). Peek, do not parse: merged files can be hundreds of MB."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4096).lstrip()
+    except OSError:
+        return None
+
+
 def _is_detection_file(path: Path) -> bool:
-    """Detection files are JSON lists; annotation files are objects. Peek, do not parse (merged
-    annotation files can be hundreds of MB)."""
-    with open(path, "rb") as f:
-        head = f.read(4096).lstrip()
-    return head.startswith(b"[")
+    """Detection files are non-empty JSON lists of objects; annotation files are objects."""
+    head = _peek(path)
+    return head is not None and head.startswith(b"[") and head[1:].lstrip().startswith(b"{")
 
 
 def check_source(
@@ -85,12 +93,21 @@ def check_source(
     report = CheckReport(source=name)
     probs = report.problems
     files = [f for p in paths for f in find_annotation_files(p)]
-    files = [f for f in files if not _is_detection_file(f)]
-    if not files:
-        return None
+    lists = [f for f in files if _is_detection_file(f)]
+    if len(lists) == len(files):
+        return None  # a folder of detection files
+    # A list among annotations is what training would refuse: an error, not a silent skip.
+    for f in lists:
+        probs.error("unreadable file", "a JSON list (detections?) among annotation files", path=f)
+    files = [f for f in files if f not in lists]
     data = Dataset()
     # One file at a time: a broken file must not hide the others' problems.
     for f in tqdm(files, desc=f"checking {name}", unit="file", disable=None if len(files) > 20 else True):
+        if _peek(f) is None:
+            probs.error(
+                "unreadable file", "cannot be read (a folder, a symlink loop, no permission?)", path=f
+            )
+            continue
         try:
             part = read_annotations(f, image_root, probs, pt17_layout=pt17_layout)
         except DataError as err:

@@ -131,9 +131,10 @@ class PoseTrackClipDataset(TorchDataset):
             to_crop = np.array([[-1.0, 0.0, out_w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ to_crop
 
         factor = reduction_factor(scale, (out_w, out_h), self.loader.max_decode_reduction)
-        # The keyframe may already be cached sharper (for another person of the same frame): use
-        # that, and the same factor for every frame, so all T frames look alike.
-        keyframe, factor = self._cache.get_at_most(person.image_path, factor)
+        # Exactly this sample's factor, for every frame, never a sharper copy that happens to be
+        # cached: the pixels must be a function of (seed, epoch, index) alone, or a resumed run
+        # (empty cache) sees other batches than the uninterrupted one (issue 18).
+        keyframe = self._cache.get(person.image_path, factor)
         warp = (to_crop @ reduced_to_full(factor))[:2].astype(np.float32)
         crops = np.empty((len(indices), out_h, out_w, 3), np.uint8)
         # A frame that repeats at a border is decoded once.

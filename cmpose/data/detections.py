@@ -73,7 +73,10 @@ def load_detections(
         if score < score_threshold:
             low += 1
             continue
-        key = by_id.get(det.get("image_id"))
+        image_id = det.get("image_id")
+        # Only a scalar can name an image (a list or object here is not hashable).
+        hashable = isinstance(image_id, (int, float, str)) and not isinstance(image_id, bool)
+        key = by_id.get(image_id) if hashable else None
         if key is None and isinstance(det.get("image_name"), str):
             key = by_name.get("/".join(PurePosixPath(det["image_name"]).parts[-2:]))
         if key is None:

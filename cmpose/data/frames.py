@@ -77,23 +77,6 @@ class FrameCache:
         self.hits = 0
         self.misses = 0
 
-    def get_at_most(self, path: Path, factor: int = 1) -> tuple[np.ndarray, int]:
-        """The frame reduced by ``factor`` or less, and the factor it has.
-
-        A cached sharper copy serves a request for a smaller one (the crop then samples it with
-        its own ``reduced_to_full``), so the people of one keyframe share one decode although
-        their boxes, and so their factors, differ.
-        """
-        f = factor
-        while f >= 1:
-            img = self._items.get((path, f))
-            if img is not None:
-                self._items.move_to_end((path, f))
-                self.hits += 1
-                return img, f
-            f //= 2
-        return self.get(path, factor), factor
-
     def get(self, path: Path, factor: int = 1) -> np.ndarray:
         """The frame reduced by exactly ``factor`` (decoded on a miss)."""
         key = (path, factor)

@@ -25,6 +25,9 @@ def load_json(path: Path) -> Any:
         ) from None
     except UnicodeDecodeError as err:
         raise DataError(f"not UTF-8 text ({err.reason})", path=path) from None
+    except RecursionError:
+        # json's parser recurses once per nesting level: 200,000 nested lists exhaust the stack.
+        raise DataError("JSON nested too deeply to be an annotation file", path=path) from None
 
 
 def unwrap(value: Any) -> Any:
@@ -44,8 +47,13 @@ def number_list(value: Any, length: int | None, *, path: Path, record: str, fiel
         raise DataError(f"expected {length} numbers, got {len(value)}", path=path, record=record, field=field)
     out = []
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise DataError(f"expected finite numbers, found {v!r}", path=path, record=record, field=field)
+        try:
+            ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(float(v))
+        except OverflowError:  # an integer beyond float range
+            ok = False
+        if not ok:
+            shown = repr(v) if len(repr(v)) < 40 else repr(v)[:37] + "..."
+            raise DataError(f"expected finite numbers, found {shown}", path=path, record=record, field=field)
         out.append(float(v))
     return out
 

@@ -9,6 +9,7 @@ trains its own ``single`` stage first.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -42,6 +43,13 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loader: LoaderConfig = field(default_factory=LoaderConfig)
 
+    def __post_init__(self) -> None:
+        # batch_size 0 divided by zero and -4 trained 0 steps and exited 0 (issue 18).
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+
 
 @dataclass
 class OptimConfig:
@@ -66,6 +74,18 @@ class OptimConfig:
     warmup_steps: int = 500
     min_lr_factor: float = 0.0
 
+    def __post_init__(self) -> None:
+        for name in ("lr", "weight_decay", "clip_grad", "gamma", "min_lr_factor"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):  # NaN fails both
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.layer_decay is not None and not (0 < self.layer_decay <= 1):
+            raise ValueError(f"layer_decay must be in (0, 1] or null, got {self.layer_decay}")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be in [0, 1), got {list(self.betas)}")
+        if self.warmup_steps < 0 or any(m < 0 for m in self.milestones):
+            raise ValueError("warmup_steps and milestones must be >= 0")
+
 
 @dataclass
 class StageConfig:
@@ -89,6 +109,21 @@ class StageConfig:
     lr: float | None = None
     freeze: tuple[str, ...] = ()
     batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        # The name becomes RUN/<name>/: anything but a plain folder name ('../x', '/tmp/x', 'a/b')
+        # would put the stage's checkpoints outside the run folder.
+        n = self.name
+        if not n or n in (".", "..") or "/" in n or "\\" in n or "\0" in n or n != n.strip():
+            raise ValueError(f"stage name {n!r} must be a plain folder name (no '/', '\\', '..')")
+        if self.epochs < 1:
+            raise ValueError(f"stage '{n}': epochs must be >= 1, got {self.epochs}")
+        if not self.minutes >= 0:  # also NaN
+            raise ValueError(f"stage '{n}': minutes must be >= 0, got {self.minutes}")
+        if self.lr is not None and not (self.lr >= 0 and math.isfinite(self.lr)):
+            raise ValueError(f"stage '{n}': lr must be a finite number >= 0, got {self.lr}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"stage '{n}': batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass
@@ -120,6 +155,12 @@ class TestConfig:
     batch_size: int = 64
     workers: int = 2
 
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.workers < 0:
+            raise ValueError(
+                f"batch_size must be >= 1 and workers >= 0, got {self.batch_size}, {self.workers}"
+            )
+
 
 @dataclass
 class RunConfig:
@@ -145,6 +186,12 @@ class RunConfig:
     log_every: int = 20
     init: str | None = None
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        if self.checkpoint_steps < 0 or self.val_every < 0 or self.log_every < 1:
+            raise ValueError("checkpoint_steps and val_every must be >= 0, log_every >= 1")
 
 
 @dataclass

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from cmpose.errors import CmposeError, ConfigError
 
 
 def is_distributed() -> bool:
@@ -35,14 +40,82 @@ def setup(device: str = "auto") -> torch.device:
     the device: nccl for CUDA, gloo for the CPU.
     """
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = parse_device(device)
     if dev.type == "cuda":
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not is_distributed():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group(
+            backend="nccl" if dev.type == "cuda" else "gloo", timeout=timedelta(seconds=collective_timeout())
+        )
+    return dev
+
+
+# How long a collective waits for the other ranks before it fails (torch's default: 30 min for
+# gloo, 10 min for nccl). A rank that died mid-epoch must stop the others, not leave them waiting.
+DEFAULT_TIMEOUT_S = 600.0
+
+
+def collective_timeout() -> float:
+    """Seconds from ``CMPOSE_DIST_TIMEOUT`` (default ``DEFAULT_TIMEOUT_S``)."""
+    raw = os.environ.get("CMPOSE_DIST_TIMEOUT", str(DEFAULT_TIMEOUT_S))
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"CMPOSE_DIST_TIMEOUT={raw!r}: expected a number of seconds > 0")
+    return value
+
+
+class RankFailedError(CmposeError):
+    """Another process of a distributed run stopped (crashed, killed) or stopped answering."""
+
+
+def is_peer_failure(err: BaseException) -> bool:
+    """A collective failed because a peer is gone: gloo's closed connection or a timeout."""
+    backend_error = getattr(dist, "DistBackendError", ())
+    if backend_error and isinstance(err, backend_error):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and any(
+        key in text
+        for key in ("connection closed", "connection reset", "timed out", "timeout", "broken pipe")
+    )
+
+
+@contextmanager
+def peers_alive(what: str) -> Iterator[None]:
+    """Turn a collective that failed because another rank is gone into ``RankFailedError`` with a
+    message saying so (instead of a gloo traceback, or a wait of half an hour)."""
+    try:
+        yield
+    except RuntimeError as err:
+        if not is_distributed() or not is_peer_failure(err):
+            raise
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise RankFailedError(
+            f"rank {rank()} of {world_size()}: {what} stopped because another process of the run "
+            f"died or stopped answering (within {collective_timeout():g} s, CMPOSE_DIST_TIMEOUT); "
+            f"see that rank's log for the cause, then --resume. ({first})"
+        ) from None
+
+
+def parse_device(device: str) -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` as a device this machine has (``ConfigError``
+    naming the choices otherwise, instead of torch's RuntimeError deep in the run)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {device!r}: expected auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (dev.index is not None and dev.index >= count):
+            raise ConfigError(f"device {device!r}: this machine has {count} CUDA device(s)")
     return dev
 
 

@@ -33,6 +33,27 @@ from cmpose.utils.io import atomic_write_bytes, atomic_write_json
 log = logging.getLogger(__name__)
 
 
+def load_trained_model(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Any]:
+    """``load_model`` for ``cmpose test`` / ``cmpose infer``: a checkpoint whose config does not
+    build the model its weights were trained as (an edited config, a wrong stage) is a
+    ``CheckpointError`` naming the file, not torch's size-mismatch traceback."""
+    from cmpose.checkpoint import CheckpointError
+    from cmpose.engine.checkpointing import load_model
+    from cmpose.errors import CmposeError
+
+    try:
+        return load_model(Path(path), device)
+    except CmposeError:
+        raise
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
+        first = str(err).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise CheckpointError(
+            f"{path}: its config does not build the model its weights were trained as ({type(err).__name__}: "
+            f"{detail[:400]})"
+        ) from None
+
+
 def resolve_path(root: str, path: str | None) -> Path | None:
     if path is None:
         return None

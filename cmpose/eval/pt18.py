@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import posixpath
 from pathlib import Path
 
@@ -80,20 +81,26 @@ def _matrix(
     ``None`` becomes NaN when ``allow_none`` (numpy does the same to poseval's null scores)."""
     try:
         arr = np.array(rows, dtype=np.float64)
-        if arr.shape == (len(rows), width) and (allow_none or not np.isnan(arr).any()):
+        # Finite only (an Infinity keypoint scored as a miss, issue 18); NaN only as a null score.
+        if arr.shape == (len(rows), width) and (np.isfinite(arr) | (allow_none & np.isnan(arr))).all():
             return arr
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pass
     for i, row in enumerate(rows):
         ok = isinstance(row, list) and len(row) == width
-        ok = ok and all(
-            (v is None and allow_none)
-            or (isinstance(v, (int, float)) and not isinstance(v, bool) and (allow_none or v == v))
-            for v in row
-        )
+        ok = ok and all((v is None and allow_none) or _finite(v) for v in row)
         if not ok:
             raise DataError(f"expected a list of {width} numbers", path=path, record=records[i], field=name)
     raise DataError(f"expected lists of {width} numbers", path=path, field=name)
+
+
+def _finite(v: object) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer beyond float range
+        return False
 
 
 def parse(data: dict, path: Path, role: str) -> VideoFile:
@@ -138,6 +145,8 @@ def parse(data: dict, path: Path, role: str) -> VideoFile:
     names = [str(images[i].get("file_name", images[i].get("id"))) for i in kept]
 
     anns = data.get("annotations") or []
+    if not isinstance(anns, list):
+        raise DataError(f"expected a list, got {type(anns).__name__}", path=path, field="annotations")
     frames, sel, records, unknown = [], [], [], 0
     for i, ann in enumerate(anns):
         if not isinstance(ann, dict) or "image_id" not in ann:

@@ -10,10 +10,12 @@ from typing import Any
 import torch
 
 from cmpose.engine.config import ExperimentConfig
+from cmpose.errors import DataError
 from cmpose.infer.detect import HogDetector, box_source_from_spec
 from cmpose.infer.tracker import IoUTracker
 from cmpose.infer.video import VideoPoseRunner
 from cmpose.infer.video_io import FrameSource, run_video, video_stem
+from cmpose.utils.io import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ def infer_video(
 
     source = FrameSource(Path(video), max_frames, fps)
     box_source = box_source_from_spec(boxes, source.name, source.frame_names, score_threshold)
+    check_box_frames(box_source, source.num_frames, boxes, cut=max_frames is not None)
     if isinstance(box_source, HogDetector):
         log.warning(
             "person boxes from OpenCV's HOG people detector, which misses many people (small, sitting, "
@@ -65,6 +68,9 @@ def infer_video(
     )
     stem = video_stem(Path(video))
     out_mp4, out_json = Path(out_dir) / f"{stem}.mp4", Path(out_dir) / f"{stem}.jsonl"
+    # A killed earlier run of this video left its temporaries (only this video's: the folder may
+    # be shared with other jobs).
+    remove_stale_temporaries(Path(out_dir), [out_mp4.name, out_json.name])
     stats = run_video(
         source,
         out_mp4,
@@ -78,3 +84,28 @@ def infer_video(
     )
     stats["token_maps_dir"] = str(Path(out_dir) / f"{stem}_tokens") if want_maps else None
     return out_mp4, stats
+
+
+def check_box_frames(box_source: Any, num_frames: int, spec: str, cut: bool = False) -> None:
+    """Boxes read from a file must fall on frames of the video: all outside (another video's
+    file, 1-based frame numbers past the end) is an error, not a video with no people; some
+    outside is a warning with the count. ``cut``: the video was cut short on purpose
+    (``--max-frames``), so boxes past the cut are expected and only counted."""
+    frames = getattr(box_source, "frames", None)
+    if not frames or num_frames <= 0:
+        return
+    outside = [f for f in frames if f >= num_frames]
+    if cut and outside:
+        log.info("%s: boxes on %d frames past the first %d are not used", spec, len(outside), num_frames)
+        return
+    if len(outside) == len(frames):
+        raise DataError(
+            f"every box is on a frame past the video's {num_frames} frames (frames {frames[0]}.."
+            f"{frames[-1]}): is it this video's file, with 0-based frame indices?",
+            path=spec,
+        )
+    if outside:
+        log.warning(
+            "%s: boxes on %d of %d frames fall past the video's %d frames and are not used",
+            spec, len(outside), len(frames), num_frames,
+        )  # fmt: skip

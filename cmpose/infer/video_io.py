@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -46,6 +47,9 @@ class FrameSource:
 
         self.path = Path(path)
         self.max_frames = max_frames
+        if fps is not None and not (math.isfinite(fps) and fps > 0):
+            # 0 used to become 25 without a word (issue 18)
+            raise DataError(f"frame rate must be a number > 0, got {fps}", path=self.path)
         if self.path.is_dir():
             files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
@@ -225,6 +229,12 @@ def run_video(
         bar.close()
         if n_frames == 0:
             raise DataError("no frames could be read", path=source.path)
+    if source.num_frames and n_frames < source.num_frames:
+        # A truncated file declares more frames than it holds: say so, the outputs stop early.
+        log.warning(
+            "%s: the video declares %d frames but only %d could be decoded; the outputs cover those %d",
+            source.path, source.num_frames, n_frames, n_frames,
+        )  # fmt: skip
     seconds = time.perf_counter() - start
     stats = {
         "frames": n_frames,

@@ -25,6 +25,7 @@ from cmpose.data.jsonio import load_json, number, unwrap
 from cmpose.data.problems import Problems
 from cmpose.data.readers.common import box_from_keypoints, guess_image_root
 from cmpose.data.records import Dataset, PersonRecord, Video
+from cmpose.data.validate import check_relative_file_name
 from cmpose.errors import DataError
 from cmpose.keypoints import NUM_JOINTS, PT17_TO_PT18
 
@@ -37,7 +38,7 @@ def _frame_name(entry: Any, path: Path, rec: str) -> str:
     name = unwrap(name)
     if not isinstance(name, str):
         raise DataError("expected image: [{name: ...}]", path=path, record=rec, field="image")
-    return name
+    return check_relative_file_name(name, path=path, record=rec, field="image.name")
 
 
 def _regions(entry: dict, path: Path, rec: str, problems: Problems) -> list[np.ndarray]:

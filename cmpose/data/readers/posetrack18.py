@@ -17,6 +17,12 @@ from cmpose.data.jsonio import load_json, number, number_list
 from cmpose.data.problems import Problems
 from cmpose.data.readers.common import box_from_keypoints, clip_box, guess_image_root, parse_frame_name
 from cmpose.data.records import Dataset, PersonRecord, Video
+from cmpose.data.validate import (
+    check_categories,
+    check_keypoint_count,
+    check_relative_file_name,
+    duplicate_people,
+)
 from cmpose.errors import DataError
 from cmpose.keypoints import NUM_JOINTS, PT18_NAMES
 
@@ -47,17 +53,10 @@ def _ignore_regions(img: dict, path: Path, record: str, problems: Problems) -> l
 
 def _keypoint_order(data: dict, path: Path) -> np.ndarray:
     """Index into the file's keypoint list for each internal joint (-1 where the file lacks it)."""
-    cats = data.get("categories")
-    names = None
-    if isinstance(cats, list) and cats and isinstance(cats[0], dict):
-        names = cats[0].get("keypoints")
+    names = check_categories(data, path)
     if names is None:
         # Without categories, assume the standard PoseTrack18 order (as every official file has).
         return np.arange(NUM_JOINTS)
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise DataError(
-            "expected a list of keypoint names", path=path, record="categories[0]", field="keypoints"
-        )
     lookup = {n: i for i, n in enumerate(names)}
     missing = [n for n in PT18_NAMES if n not in lookup and not n.endswith("_ear")]
     if missing:
@@ -92,6 +91,8 @@ def read_posetrack18(
     if not isinstance(images, list) or not isinstance(anns, list):
         raise DataError("'images' and 'annotations' must be lists", path=path)
     order = _keypoint_order(data, path)
+    names = check_categories(data, path)
+    num_names = len(names) if names is not None else NUM_JOINTS
     out = Dataset()
     if not images:
         problems.error("empty video", "no images listed", path=path, field="images")
@@ -113,6 +114,8 @@ def read_posetrack18(
                 field="file_name",
             )
             continue
+        # Not a skippable item: a name leaving the dataset root refuses the whole file.
+        check_relative_file_name(img["file_name"], path=path, record=rec)
         try:
             img = _checked_image(img, path, rec)
         except DataError as err:
@@ -175,10 +178,12 @@ def read_posetrack18(
     people_per_image: dict[Any, int] = defaultdict(int)
     for i, ann in enumerate(anns):
         rec = f"annotations[{i}]"
-        person = _read_person(ann, rec, path, by_id, order, problems)
+        person = _read_person(ann, rec, path, by_id, order, num_names, problems)
         if person is not None:
             out.people.append(person)
             people_per_image[ann["image_id"]] += 1
+
+    _drop_repeated_people(out, path, problems)
 
     for img in checked:
         if img["id"] not in by_id:
@@ -224,7 +229,7 @@ def _checked_image(img: dict, path: Path, rec: str) -> dict:
 
 
 def _read_person(
-    ann: Any, rec: str, path: Path, by_id: dict, order: np.ndarray, problems: Problems
+    ann: Any, rec: str, path: Path, by_id: dict, order: np.ndarray, num_names: int, problems: Problems
 ) -> PersonRecord | None:
     if not isinstance(ann, dict):
         problems.error("malformed person", "expected an object", path=path, record=rec)
@@ -246,13 +251,7 @@ def _read_person(
         if raw is None:
             raise DataError("missing", path=path, record=rec, field="keypoints")
         flat = number_list(raw, None, path=path, record=rec, field="keypoints")
-        if len(flat) % 3 or len(flat) // 3 <= order.max():
-            raise DataError(
-                f"expected {3 * (order.max() + 1)} numbers (x, y, v per joint), got {len(flat)}",
-                path=path,
-                record=rec,
-                field="keypoints",
-            )
+        check_keypoint_count(flat, num_names, path=path, record=rec)
         kp_file = np.asarray(flat).reshape(-1, 3)
         kps = np.where(order[:, None] >= 0, kp_file[np.maximum(order, 0)], 0.0)
         # A joint is annotated when v > 0 (PoseTrack18 GT uses v = 1, PoseTrack21 v = 2).
@@ -347,3 +346,24 @@ def _synth_fields(
                 field="visible",
             )
     return hard, visible
+
+
+def _drop_repeated_people(out: Dataset, path: Path, problems: Problems) -> None:
+    """A person listed twice in a frame (same joints) is an error: evaluation would look for two
+    people (``cmpose.data.validate.duplicate_people``); the repeat is dropped."""
+    if len(out.people) < 2:
+        return
+    keys: dict[tuple[str, int], int] = {}
+    frames = np.array([keys.setdefault((p.video_id, p.frame_index), len(keys)) for p in out.people])
+    pairs = duplicate_people(frames, np.stack([p.keypoints for p in out.people]))
+    for first, repeat in pairs:
+        p = out.people[repeat]
+        problems.error(
+            "repeated person",
+            f"same keypoints as another person of this frame (track {out.people[first].track_id})",
+            path=path,
+            record=f"video {p.video_id} frame {p.frame_index} track {p.track_id}",
+            field="keypoints",
+        )
+    drop = {r for _, r in pairs}
+    out.people = [p for i, p in enumerate(out.people) if i not in drop]
