@@ -1,4 +1,5 @@
-"""``cmpose evaluate``: PoseTrack pose-estimation mAP, equal to poseval's."""
+"""``cmpose evaluate``: PoseTrack pose-estimation mAP (or, with ``--track``, the pose-tracking
+metrics), equal to poseval's."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import math
 from pathlib import Path
 
+from cmpose.errors import EvaluationError
 from cmpose.utils.io import atomic_write_json
 
 
@@ -37,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --box-ceiling: fill the boxes' gaps from labelled frames up to FRAMES away, as "
         "`cmpose test` with test.gap_fill.max_gap (default 0: off)",
     )
+    p.add_argument(
+        "--track",
+        action="store_true",
+        help="with --pred: pose-tracking metrics (MOTA, MOTP, precision, recall) instead of the mAP, "
+        "equal to poseval's --evalPoseTracking (docs/evaluation.md, 'Tracking mode')",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the numbers (AP in percent) here")
     p.add_argument("--per-video", action="store_true", help="add one row (and JSON entry) per video")
     p.set_defaults(func=run)
@@ -54,6 +62,11 @@ def _nan_to_none(value: object) -> object:
 def run(args: argparse.Namespace) -> int:
     from cmpose.eval.posetrack import evaluate, format_table
 
+    if args.track and args.box_ceiling is not None:
+        raise EvaluationError("--track needs --pred (it scores predicted tracks, not --box-ceiling)")
+    if args.json is not None and args.json.is_dir():  # checked before the work, not after it
+        raise EvaluationError(f"--json {args.json}: is a folder; name the JSON file to write")
+
     if args.box_ceiling is not None:
         import tempfile
 
@@ -67,6 +80,11 @@ def run(args: argparse.Namespace) -> int:
             )
         found = f"{report['found']} of {report['people']} people found"
         print(f"GT poses on the boxes of {args.box_ceiling}: {found}")  # noqa: T201
+    elif args.track:
+        from cmpose.eval.track import evaluate_tracking, format_track_table
+
+        report = evaluate_tracking(args.gt, args.pred, per_video=args.per_video)
+        format_table = format_track_table
     else:
         report = evaluate(args.gt, args.pred, per_video=args.per_video)
     print(format_table(report))  # noqa: T201

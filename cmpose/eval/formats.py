@@ -12,6 +12,7 @@ poseval then uses the first such point that survives the ignore regions).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,8 +86,13 @@ def scalar(value: object, path: Path, record: str, name: str, *, allow_none: boo
         value = value[0]
     if value is None and allow_none:
         return float("nan")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DataError(f"expected a number, got {value!r}", path=path, record=record, field=name)
+    try:
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an integer beyond float range
+        ok = False
+    if not ok:
+        shown = repr(value) if len(repr(value)) < 40 else repr(value)[:37] + "..."
+        raise DataError(f"expected a finite number, got {shown}", path=path, record=record, field=name)
     return float(value)
 
 
@@ -103,9 +109,13 @@ def read_json(path: Path) -> dict:
 
 def load_video(path: Path, role: str) -> VideoFile:
     """Read one per-video file; ``role`` is "gt" or "pred" (decides which fields are needed)."""
+    return parse_video(read_json(path), path, role)
+
+
+def parse_video(data: dict, path: Path, role: str) -> VideoFile:
+    """``load_video`` for a file already read (the tracking metrics also need the raw JSON)."""
     from cmpose.eval import pt17, pt18  # imported here: both import this module's data classes
 
-    data = read_json(path)
     # poseval's test: a file holding "annolist" is PoseTrack2017, anything else is converted as 2018.
     if "annolist" in data:
         video = pt17.parse(data, path, role)
@@ -113,6 +123,8 @@ def load_video(path: Path, role: str) -> VideoFile:
         video = pt18.parse(data, path, role)
     else:
         raise DataError("neither 'annolist' (PoseTrack2017) nor 'images' (PoseTrack2018) found", path=path)
+    if role == "gt":
+        _check_repeated_people(video)
     if role == "pred":
         _check_track_ids(video)
         if video.n_unscored:
@@ -124,6 +136,26 @@ def load_video(path: Path, role: str) -> VideoFile:
                 MIN_SCORE,
             )
     return video
+
+
+def _check_repeated_people(video: VideoFile) -> None:
+    """A GT person listed twice in a frame would be scored as two people to find (92.8 mAP for a
+    perfect prediction, issue 18): refused, as the training readers refuse it."""
+    from cmpose.data.validate import duplicate_people
+
+    p = video.people
+    if len(p.frame) < 2:
+        return
+    joints = np.where(p.present[..., None], p.xy, 0.0).reshape(len(p.frame), -1)
+    pairs = duplicate_people(p.frame, joints)
+    if pairs:
+        first, repeat = pairs[0]
+        raise DataError(
+            f"the same person (same joints) as {p.record[first]} in this frame; {len(pairs)} such repeat(s)",
+            path=video.path,
+            record=p.record[repeat],
+            field="keypoints",
+        )
 
 
 def _check_track_ids(video: VideoFile) -> None:
