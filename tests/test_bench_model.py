@@ -71,7 +71,7 @@ def _micro_spec(variant: str) -> ModelSpec:
     cfg = ModelConfig(
         stage=2 if variant == "stage2" else 1,
         backbone=BackboneConfig(size="tiny", embed_dim=32, depth=2, num_heads=2, stem_channels=8),
-        head=HeadConfig((16, 16)),
+        head=HeadConfig(deconv_channels=(16, 16)),
         encoder=EncoderConfig(enabled=not single, depth=2, num_heads=2, keypoint_head_hidden=32),
         aux=AuxConfig(decoder_hidden=32),
         fte=FTEConfig(num_heads=2),

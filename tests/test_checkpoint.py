@@ -296,7 +296,8 @@ def test_convert_round_trip_of_our_training_checkpoint(tmp_path: Path) -> None:
     ckpt = {"model": src.state_dict(), "optimizer": {"state": {}, "param_groups": [{"lr": 1e-3}]}, "epoch": 3}
     torch.save(ckpt, tmp_path / "last.pth")
     out = tmp_path / "sub" / "weights.safetensors"
-    assert run_cli(["convert", str(tmp_path / "last.pth"), str(out), "--grid", "4x3"]) == 0
+    argv = ["convert", str(tmp_path / "last.pth"), str(out), "--grid", "4x3", "--config", "none"]
+    assert run_cli(argv) == 0
     assert [p.name for p in out.parent.iterdir()] == ["weights.safetensors"]  # no temporary left behind
     written = read_state_dict(out)
     assert written.keys() == src.state_dict().keys()
@@ -310,7 +311,7 @@ def test_convert_vitpose_then_load(tmp_path: Path) -> None:
     src, dst = make_model(0), make_model(1)
     torch.save({"state_dict": vitpose_layout(src)}, tmp_path / "vitpose_small.pth")
     out = tmp_path / "vitpose_small.safetensors"
-    assert run_cli(["convert", str(tmp_path / "vitpose_small.pth"), str(out)]) == 0
+    assert run_cli(["convert", str(tmp_path / "vitpose_small.pth"), str(out), "--config", "none"]) == 0
     assert read_state_dict(out)["backbone.pos_embed"].shape == (1, 12, C)
     load_pretrained(dst, out, allow_missing=("encoder.",))
     with torch.no_grad():

@@ -36,7 +36,7 @@ def tiny_model(stage: int = 2, num_frames: int = 3) -> CMPose:
     cfg = ModelConfig(
         stage=stage,
         backbone=BackboneConfig(size="tiny", embed_dim=32, depth=1, num_heads=2, stem_channels=8),
-        head=HeadConfig((16, 16)),
+        head=HeadConfig(deconv_channels=(16, 16)),
         encoder=EncoderConfig(depth=1, num_heads=2, keypoint_head_hidden=32),
         aux=AuxConfig(decoder_hidden=32),
         fte=FTEConfig(num_heads=2),

@@ -74,13 +74,13 @@ def model_spec(size: str, variant: str) -> ModelSpec:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if size == "tiny":
         backbone = BackboneConfig(size="tiny", stem_channels=32)
-        head = HeadConfig((64, 64))
+        head = HeadConfig(deconv_channels=(64, 64))
         heads = 4
         encoder = EncoderConfig(depth=2, num_heads=heads, keypoint_head_hidden=128)
         image_size, heatmap_size = (96, 128), (24, 32)
     else:
         backbone = BackboneConfig(size=size)  # stem_channels=0: ViTPose's patch embedding
-        head = HeadConfig((256, 256))
+        head = HeadConfig(deconv_channels=(256, 256))
         heads = backbone.num_heads
         encoder = EncoderConfig(depth=2, num_heads=heads)
         image_size, heatmap_size = (192, 256), (48, 64)

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from cmpose.checkpoint.common import CheckpointError, Format, Grid, HeadMode, _listing
-from cmpose.checkpoint.files import read_state_dict
+from cmpose.checkpoint.files import read_metadata, read_state_dict
 from cmpose.checkpoint.formats import MapNotes, map_vitpose_state_dict
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,47 @@ class LoadReport:
         return "\n".join(lines)
 
 
+def fit_problems(
+    own: Mapping[str, Tensor],
+    sd: Mapping[str, Tensor],
+    *,
+    allow_missing: tuple[str, ...] = (),
+    ignore_unexpected: tuple[str, ...] = (),
+) -> list[str]:
+    """One line per key of ``sd`` that cannot load into a model whose state dict is ``own``:
+    a shape mismatch (key, checkpoint shape, model shape), then missing keys outside the
+    ``allow_missing`` prefixes and unexpected keys outside ``ignore_unexpected``. A missing
+    BatchNorm ``num_batches_tracked`` is always allowed (old checkpoints lack it; it only matters
+    with ``momentum=None``). Only shapes are read: ``own`` may live on the meta device."""
+    out = [
+        f"{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}"
+        for k, v in sd.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    out += [
+        f"{k}: missing from the checkpoint"
+        for k in sorted(set(own) - set(sd))
+        if not k.startswith(allow_missing) and not k.endswith(".num_batches_tracked")
+    ]
+    out += [
+        f"{k}: unexpected, the model has no such tensor"
+        for k in sorted(set(sd) - set(own))
+        if not k.startswith(ignore_unexpected)
+    ]
+    return out
+
+
+def format_allowances(own: Mapping[str, Tensor], notes: MapNotes) -> tuple[str, ...]:
+    """Prefixes a format can never hold, so may be missing: what it ``lacks`` and every top-level
+    module of the model outside what it ``provides`` (e.g. all but ``backbone.`` for MAE)."""
+    allow = tuple(notes.lacks)
+    if notes.provides is not None:
+        # a module's prefix ends with a dot; a tensor of the model itself (a buffer) is its name
+        tops = {k.split(".", 1)[0] + "." if "." in k else k for k in own}
+        allow += tuple(sorted(t for t in tops if not t.startswith(notes.provides)))
+    return allow
+
+
 def load_into(
     model: nn.Module,
     sd: Mapping[str, Tensor],
@@ -58,8 +99,7 @@ def load_into(
         model: target module.
         sd: name -> tensor, in our names.
         strict: raise on a missing key outside the ``allow_missing`` prefixes or an unexpected key
-            outside ``ignore_unexpected``. A missing BatchNorm ``num_batches_tracked`` is always
-            allowed (old checkpoints lack it; it only matters with ``momentum=None``).
+            outside ``ignore_unexpected`` (see ``fit_problems``).
         notes: the mapper's notes, copied into the report.
 
     Raises:
@@ -99,16 +139,20 @@ def load_pretrained(
     fmt: Format | Literal["auto"] = "auto",
     source_grid: Grid | None = None,
     head: HeadMode = "keep",
+    expert: int = 0,
     strict: bool = True,
     allow_missing: tuple[str, ...] = (),
     ignore_unexpected: tuple[str, ...] = (),
+    sd: Mapping[str, Tensor] | None = None,
 ) -> LoadReport:
     """Read, detect, map to ``model.backbone.grid`` and load a checkpoint; log the summary.
 
-    Keys a format can never hold may be missing: everything outside ``backbone.`` for MAE (and
-    ``last_norm``), outside ``backbone.``/``keypoint_head.`` for ViTPose and mmpretrain, so ViTPose
-    COCO weights load into CM-Pose in one call. Our own format gets no such allowance: stage 2
-    loading stage 1 passes ``allow_missing=("fte.",)`` for its new modules.
+    Keys a format can never hold may be missing (``format_allowances``): everything outside
+    ``backbone.`` for MAE (and ``last_norm``), outside ``backbone.``/``keypoint_head.`` for ViTPose
+    and mmpretrain, so ViTPose COCO weights load into CM-Pose in one call; a ``cmpose convert``
+    output of such a file gets the same allowances (its metadata). Our own format gets none:
+    stage 2 loading stage 1 passes ``allow_missing=("fte.",)`` for its new modules. ``sd``: the
+    file's state dict when the caller has read it already (``read_state_dict(path)``).
 
     Raises:
         CheckpointError: naming ``path`` (see ``read_state_dict``, ``detect_format``, ``load_into``).
@@ -116,12 +160,15 @@ def load_pretrained(
     grid = getattr(getattr(model, "backbone", None), "grid", None)
     try:
         sd, notes = map_vitpose_state_dict(
-            read_state_dict(path), grid, fmt=fmt, source_grid=source_grid, head=head
+            read_state_dict(path) if sd is None else sd,
+            grid,
+            fmt=fmt,
+            source_grid=source_grid,
+            head=head,
+            expert=expert,
+            metadata=read_metadata(path),
         )
-        allow = tuple(allow_missing) + notes.lacks
-        if notes.provides is not None:
-            tops = {k.split(".", 1)[0] + "." for k in model.state_dict()}
-            allow += tuple(sorted(t for t in tops if not t.startswith(notes.provides)))
+        allow = tuple(allow_missing) + format_allowances(model.state_dict(), notes)
         report = load_into(
             model, sd, strict=strict, allow_missing=allow, ignore_unexpected=ignore_unexpected, notes=notes
         )

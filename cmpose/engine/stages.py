@@ -83,16 +83,19 @@ def freeze(model: nn.Module, prefixes: tuple[str, ...]) -> int:
     return count
 
 
-def load_init(model: nn.Module, path: str) -> None:
+def load_init(model: nn.Module, path: str, sd: dict[str, torch.Tensor] | None = None) -> None:
     """Start a run from outside weights: a cmpose checkpoint (by the rule of
-    ``load_previous_stage``) or ViTPose / MAE / mmpretrain weights (``cmpose.checkpoint``)."""
-    from cmpose.checkpoint import detect_format, load_pretrained, read_state_dict
+    ``load_previous_stage``) or ViTPose / MAE / mmpretrain weights (``cmpose.checkpoint``),
+    also after ``cmpose convert`` (its metadata names the source format, which decides).
+    ``sd``: the file's state dict when the caller has read it already."""
+    from cmpose.checkpoint import detect_format, load_pretrained, read_metadata, read_state_dict
 
-    sd = read_state_dict(path)
-    if detect_format(sd, model.backbone.grid) == "cmpose":
+    sd = read_state_dict(path) if sd is None else sd
+    converted = read_metadata(path).get("source_format", "cmpose") != "cmpose"
+    if not converted and detect_format(sd, model.backbone.grid) == "cmpose":
         load_previous_stage(model, sd, path)
     else:
-        report = load_pretrained(model, path)
+        report = load_pretrained(model, path, sd=sd)
         log.info("initialised from %s: %s", path, report.summary())
 
 

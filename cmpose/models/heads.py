@@ -1,9 +1,13 @@
-"""Heatmap heads: ViTPose's classic deconv head on the keyframe token grid, and the
-TokenPose-style MLP that turns each keypoint token into its joint's heatmap."""
+"""Heatmap heads: ViTPose's classic deconv head and its simple decoder on the keyframe token
+grid (``build_head`` picks one from ``HeadConfig``), and the TokenPose-style MLP that turns each
+keypoint token into its joint's heatmap."""
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from cmpose.models.config import HeadConfig
 
 
 class HeatmapHead(nn.Module):
@@ -43,6 +47,41 @@ class HeatmapHead(nn.Module):
     def forward(self, grid: Tensor) -> Tensor:
         """grid (B, C, Hp, Wp) -> heatmap logits (B, J, Hh, Wh), Hh = Hp * 2^k."""
         return self.final_layer(self.deconv_layers(grid))
+
+
+class SimpleHeatmapHead(nn.Module):
+    """ViTPose's simple decoder: ReLU, bilinear x4 upsampling, one 3x3 conv to J channels.
+
+    ViTPose's ``TopdownHeatmapSimpleHead`` with ``num_deconv_layers=0``, ``upsample=4`` and
+    ``final_conv_kernel=3`` (its ``_transform_inputs`` applies the ReLU and the resize with
+    ``align_corners=False``); mmpose 1.x spells the same as a ``FeatureMapProcessor`` neck
+    (``scale_factor=4, apply_relu=True``) before a ``HeatmapHead`` without deconvolutions. The
+    only weights are ``final_layer.{weight,bias}``, the names of both checkpoints.
+
+    Args:
+        in_channels: C of the token grid.
+        num_joints: J.
+        upsample: the bilinear factor (ViTPose: 4, so 16x12 tokens give 64x48 heatmaps).
+    """
+
+    def __init__(self, in_channels: int, num_joints: int, upsample: int = 4) -> None:
+        super().__init__()
+        self.upsample = upsample
+        self.final_layer = nn.Conv2d(in_channels, num_joints, kernel_size=3, padding=1)
+        nn.init.normal_(self.final_layer.weight, std=0.001)  # ViTPose's init_weights
+        nn.init.zeros_(self.final_layer.bias)
+
+    def forward(self, grid: Tensor) -> Tensor:
+        """grid (B, C, Hp, Wp) -> heatmap logits (B, J, Hh, Wh), Hh = Hp * upsample."""
+        x = F.interpolate(F.relu(grid), scale_factor=self.upsample, mode="bilinear", align_corners=False)
+        return self.final_layer(x)
+
+
+def build_head(cfg: HeadConfig, in_channels: int, num_joints: int) -> HeatmapHead | SimpleHeatmapHead:
+    """The keyframe heatmap head that ``cfg.kind`` names (classic or simple)."""
+    if cfg.kind == "simple":
+        return SimpleHeatmapHead(in_channels, num_joints)
+    return HeatmapHead(in_channels, num_joints, cfg.deconv_channels)
 
 
 class KeypointTokenHead(nn.Module):
