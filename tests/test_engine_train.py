@@ -378,7 +378,12 @@ def test_amp_dtype(monkeypatch) -> None:
     assert amp_dtype("off", cpu) is None and amp_dtype("off", cuda) is None
     assert amp_dtype("fp16", cpu) == torch.float16 and amp_dtype("fp16", cuda) == torch.float16
     assert amp_dtype("bf16", cpu) == torch.bfloat16 and amp_dtype("bf16", cuda) == torch.bfloat16
-    assert amp_dtype("auto", cpu) == torch.bfloat16
+    # auto on a CPU: bf16 only where the CPU computes it natively, float32 (no autocast) elsewhere.
+    for avx512_bf16, amx, expected in ((True, False, torch.bfloat16), (False, True, torch.bfloat16),
+                                       (False, False, None)):  # fmt: skip
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert amp_dtype("auto", cpu) == expected
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert amp_dtype("auto", cuda) == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)

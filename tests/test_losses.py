@@ -14,6 +14,7 @@ from cmpose.models.losses import (
     heatmap_output,
     heatmap_softmax_ce,
     masked_token_loss,
+    normalized_tokens,
     softmax_heatmaps,
 )
 
@@ -135,3 +136,18 @@ def test_masked_token_loss_mean_over_channels() -> None:
     target = torch.tensor([[[1.0, 1.0, 3.0, 1.0], [5.0, 5.0, 5.0, 5.0]]])
     mask = torch.tensor([[True, False]])
     assert masked_token_loss(pred, target, mask).item() == pytest.approx((1 + 1 + 9 + 1) / 4)
+
+
+def test_normalized_tokens_standardise_each_token() -> None:
+    x = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(0)) * 7.0 + 3.0
+    y = normalized_tokens(x.to(torch.bfloat16))
+    assert y.dtype == torch.float32
+    assert torch.allclose(y.mean(-1), torch.zeros(2, 5), atol=1e-2)
+    assert torch.allclose(y.var(-1, unbiased=False), torch.ones(2, 5), atol=2e-2)
+    # Invariant to each token's scale and offset: one loss scale for every backbone.
+    assert torch.allclose(normalized_tokens(x), normalized_tokens(10 * x - 4), atol=1e-5)
+    # Predicting zeros costs exactly the per-channel variance, 1.
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    assert masked_token_loss(torch.zeros(2, 5, 8), normalized_tokens(x), mask).item() == pytest.approx(
+        1, abs=1e-4
+    )

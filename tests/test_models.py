@@ -40,7 +40,7 @@ def tiny_cfg(
         stage=stage,
         num_joints=J,
         backbone=BackboneConfig(size="tiny", embed_dim=32, depth=2, num_heads=2, stem_channels=stem),
-        head=HeadConfig((16, 16)),
+        head=HeadConfig(deconv_channels=(16, 16)),
         encoder=EncoderConfig(enabled=encoder, depth=2, num_heads=2, keypoint_head_hidden=32),
         aux=aux or AuxConfig(decoder_hidden=32),
         fte=FTEConfig(num_heads=2),
@@ -268,6 +268,32 @@ def test_stage2_starts_at_stage1_prediction() -> None:
     assert loss["pose"].item() == pytest.approx(model.cfg.fte.coarse_weight * loss["fine"].item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("stage", [1, 2])
+def test_temporal_model_starts_at_single_frame_prediction(stage: int) -> None:
+    """The encoder's visual output is residual with a zero-initialised projection: a fresh
+    stage-1 (and stage-2) model holding a single-frame model's backbone and head predicts exactly
+    what the single-frame model predicts on the keyframe, in eval and in training mode (the
+    BatchNorms see the same tokens), so starting from ViTPose weights starts from ViTPose."""
+    # ViTPose's patch projection (no conv stem): the stem's BatchNorm would see B*T frames here
+    # and B frames in the single-frame model, so training-mode statistics would differ.
+    single, temporal = build("single", seed=1, stem=0), build(stage, seed=2, stem=0)
+    shared = {k: v for k, v in single.state_dict().items()}
+    assert set(shared) <= set(temporal.state_dict())
+    temporal.load_state_dict(shared, strict=False)
+    assert torch.count_nonzero(temporal.encoder.out_proj.weight) == 0
+    clip, targets = make_clip(2, T, seed=3), make_targets(2, seed=3)
+    key = clip[:, T // 2 : T // 2 + 1]
+    single.eval(), temporal.eval()
+    # Equal up to float32 round-off (the keyframe slice and the contiguous crop take different
+    # convolution paths).
+    with torch.no_grad():
+        torch.testing.assert_close(temporal(clip)["heatmaps"], single(key)["heatmaps"], rtol=1e-5, atol=1e-7)
+    single.train(), temporal.train()
+    a, b = single(key, targets), temporal(clip, targets, generator=gen(0))
+    torch.testing.assert_close(a["heatmaps"], b["heatmaps"], rtol=1e-5, atol=1e-7)
+    assert b["loss"]["pose"].item() == pytest.approx(a["loss"]["pose"].item() * (1 if stage == 1 else 0.5))
+
+
 def test_stage2_loads_stage1_weights_strictly() -> None:
     """Stage 2 is initialised from stage 1: every stage-1 key exists in stage 2 with the same shape."""
     s1, s2 = build(1).state_dict(), build(2).state_dict()
@@ -335,46 +361,49 @@ def test_encode_frames_then_forward_tokens_equals_forward(mode: str | int) -> No
 # --- training signal ----------------------------------------------------------------------------
 
 
-def _ce_floor(model: CMPose, targets: dict[str, torch.Tensor]) -> float:
-    """Lowest reachable total of the stage-1 heatmap terms with softmax CE: each term's minimum is the
-    entropy of the normalised target (test_losses), weighted as the model weighs it."""
+def _ce_entropy(targets: dict[str, torch.Tensor]) -> float:
+    """Softmax CE cannot go below the entropy of the normalised target (test_losses)."""
     p = targets["target"].flatten(2)
     p = p / p.sum(-1, keepdim=True)
-    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(-1).mean().item()
-    return entropy * _ce_floor_weight(model)
+    return -(p * torch.log(p.clamp_min(1e-30))).sum(-1).mean().item()
 
 
-def _ce_floor_weight(model: CMPose) -> float:
-    c = model.cfg
-    return 1.0 + c.encoder.keypoint_loss_weight + c.aux.heatmap_weight * (c.aux.mask + c.aux.noise)
-
-
-@pytest.mark.parametrize(("kind", "ratio"), [("mse", 0.7), ("softmax_ce", 0.8)])
+@pytest.mark.parametrize(("kind", "ratio"), [("mse", 0.7), ("softmax_ce", 0.9)])
 def test_stage1_loss_falls_on_fixed_batch(kind: str, ratio: float) -> None:
-    """50 AdamW steps (lr 1e-3) on one fixed batch of 4 noise clips cut the loss well down.
+    """50 AdamW steps (lr 1e-3) on one fixed batch of 4 noise clips cut every term down.
 
     Softmax CE cannot go below the targets' entropy, so for it the excess over that floor is compared.
     Its bound is looser: with ViTPose's final-layer init (std 0.001) the logits start flat and Adam's
-    step size limits how fast their range grows (about 0.76x after 50 steps here; 0.63x at lr 3e-3).
+    step size limits how fast their range grows (about 0.8x after 50 steps here). The auxiliary
+    terms are balanced against the pose term, so their raw values are checked.
     """
     model = build(1, kind=kind).train()
     clip, targets = make_clip(4, T, seed=4), make_targets(4, seed=4)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    losses = []
+    losses, raw = [], []
     for step in range(50):
-        loss = model(clip, targets, generator=gen(step))["loss"]
+        out = model(clip, targets, generator=gen(step))
+        loss = out["loss"]
         opt.zero_grad()
         loss["total"].backward()
         opt.step()
         losses.append({k: v.item() for k, v in loss.items()})
-    assert all(math.isfinite(v) for d in losses for v in d.values())
-    floor = _ce_floor(model, targets) if kind == "softmax_ce" else 0.0
-    first, last = losses[0], losses[-1]
-    assert first["total"] > floor
-    assert last["total"] - floor < ratio * (first["total"] - floor), (floor, first["total"], last["total"])
-    # The clean pose term itself falls too (not only the reconstruction terms).
-    pose_floor = floor / _ce_floor_weight(model) if kind == "softmax_ce" else 0.0
-    assert last["pose"] - pose_floor < 0.9 * (first["pose"] - pose_floor)
+        raw.append({k: v.item() for k, v in out["raw_losses"].items()})
+    assert all(math.isfinite(v) for d in losses + raw for v in d.values())
+    floor = _ce_entropy(targets) if kind == "softmax_ce" else 0.0
+    for name in ("pose", "mask_pose", "noise_pose"):
+        first, last = losses[0][name], losses[-1][name]
+        assert last - floor < ratio * (first - floor), (name, floor, first, last)
+    assert set(raw[0]) == {"keypoint", "mask", "noise"}
+    first, last = raw[0]["keypoint"], raw[-1]["keypoint"]
+    assert last - floor < ratio * (first - floor), ("keypoint", floor, first, last)
+    # The decoders learn to reconstruct the standardised tokens (a trivial prediction costs ~1),
+    # slowly: behind a fresh head (std 0.001) the pose gradient is small, and the balance keeps
+    # the reconstruction's pull on the shared encoder below it (mask: 0.81 of the start under
+    # softmax CE, 0.60 under MSE here).
+    for name in ("mask", "noise"):
+        assert 0.5 < raw[0][name] < 2.0, raw[0]
+        assert raw[-1][name] < 0.85 * raw[0][name], (name, raw[0][name], raw[-1][name])
 
 
 # --- validation -----------------------------------------------------------------------------------
@@ -474,7 +503,7 @@ def test_aux_masks_follow_the_generator() -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_bf16_autocast_runs_and_matches_fp32(mode: str | int) -> None:
-    """The trainer and tester use bf16 autocast on the CPU by default (engine.trainer.amp_dtype)."""
+    """The trainer and tester use bf16 autocast on CPUs with native bf16 (engine.trainer.amp_dtype)."""
     model = build(mode, kind="softmax_ce")
     clip = make_clip(2, frames_of(mode))
     model.train()

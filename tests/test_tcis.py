@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from cmpose.data.readers import read_annotations
+from cmpose.keypoints import FLIP_INDEX, JOINT_INDEX, NUM_JOINTS
+from cmpose.models.cmpose import CMPose
+from cmpose.models.config import AuxConfig, BackboneConfig, EncoderConfig, FTEConfig, HeadConfig, ModelConfig
 from cmpose.models.tcis import (
     keep_count,
     keypoint_hits,
     keypoint_recall,
     keypoint_token_index,
     select_topk,
+    supervised_joints,
     token_importance,
 )
 
@@ -157,3 +163,86 @@ def test_keypoint_recall_hand_made() -> None:
     # Valid: sample 0 -> 5 hit, 2 miss, 9 miss; sample 1 -> 4 hit, 3 miss, 0 hit: 3 of 6.
     assert keypoint_recall(kept_idx, kp_idx, valid) == pytest.approx(0.5)
     assert math.isnan(keypoint_recall(kept_idx, kp_idx, torch.zeros(2, 4, dtype=torch.bool)))
+
+
+# --- supervised joints ----------------------------------------------------------------------------
+
+
+def test_importance_sums_only_the_supervised_joints() -> None:
+    attn = torch.softmax(torch.randn(2, 3, 4 + 6, 4 + 6, generator=torch.Generator().manual_seed(0)), -1)
+    joints = torch.tensor([True, False, True, False])
+    got = token_importance(attn, 4, joints)
+    expected = attn[:, :, [0, 2], 4:].mean(dim=1).sum(dim=1)
+    torch.testing.assert_close(got, expected)
+    # An unsupervised joint's attention does not move the scores at all.
+    noisy = attn.clone()
+    noisy[:, :, 1, 4:] = torch.rand(2, 3, 6)
+    torch.testing.assert_close(token_importance(noisy, 4, joints), got)
+    assert not torch.equal(token_importance(noisy, 4), token_importance(attn, 4))
+    torch.testing.assert_close(
+        token_importance(attn, 4, torch.ones(4, dtype=torch.bool)), token_importance(attn, 4)
+    )
+    with pytest.raises(ValueError, match="joints"):
+        token_importance(attn, 4, torch.ones(3, dtype=torch.bool))
+
+
+def test_supervised_joints_from_keypoints() -> None:
+    a = np.zeros((4, 3))
+    a[0, 2] = 2
+    b = np.zeros((4, 3))
+    b[2] = (10.0, 5.0, 1)
+    assert supervised_joints([a, b], 4).tolist() == [True, False, True, False]
+    # With flips a joint is also trained from its mirror (joints 2 and 3 a left/right pair).
+    assert supervised_joints([a, b], 4, flip_index=[0, 1, 3, 2]).tolist() == [True, False, True, True]
+    assert supervised_joints([], 4).tolist() == [False] * 4
+    with pytest.raises(ValueError, match="joints"):
+        supervised_joints([np.zeros((3, 3))], 4)
+
+
+def test_posetrack_sample_never_labels_the_ears(pt18_sample) -> None:
+    people = read_annotations(pt18_sample / "annotations" / "val").people
+    assert people
+    joints = supervised_joints((p.keypoints for p in people), NUM_JOINTS, FLIP_INDEX)
+    ears = [JOINT_INDEX["left_ear"], JOINT_INDEX["right_ear"]]
+    assert joints[ears].tolist() == [False, False]
+    assert int(joints.sum()) == NUM_JOINTS - 2  # every other joint is labelled somewhere
+
+
+def _tiny_stage2() -> CMPose:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        stage=2,
+        num_joints=NUM_JOINTS,
+        backbone=BackboneConfig(size="tiny", embed_dim=32, depth=1, num_heads=2, stem_channels=0),
+        head=HeadConfig(deconv_channels=(16, 16)),
+        encoder=EncoderConfig(depth=1, num_heads=2, keypoint_head_hidden=32),
+        aux=AuxConfig(decoder_hidden=32),
+        fte=FTEConfig(num_heads=2, depth=1),
+    )
+    return CMPose(cfg, (48, 64), (12, 16), num_frames=3).eval()
+
+
+def test_model_scores_with_its_supervised_joints() -> None:
+    model = _tiny_stage2()
+    assert model.supervised_joints.dtype == torch.bool and model.supervised_joints.all()
+    clip = torch.randn(2, 3, 3, 64, 48, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        every = model(clip)["importance"]
+        ears = [JOINT_INDEX["left_ear"], JOINT_INDEX["right_ear"]]
+        model.supervised_joints[ears] = False
+        without = model(clip)["importance"]
+    assert not torch.allclose(every, without)
+    # Saved with the weights (test and infer rebuild the model from a checkpoint) ...
+    state = model.state_dict()
+    assert state["supervised_joints"][ears].tolist() == [False, False]
+    fresh = _tiny_stage2()
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.supervised_joints, model.supervised_joints)
+    # ... a checkpoint from before the buffer loads strictly, as "all joints" ...
+    del state["supervised_joints"]
+    old = _tiny_stage2()
+    old.load_state_dict(state)
+    assert old.supervised_joints.all()
+    # ... and a partial load (e.g. backbone weights) leaves the model's own value alone.
+    fresh.load_state_dict({k: v for k, v in state.items() if k.startswith("backbone.")}, strict=False)
+    assert fresh.supervised_joints[ears].tolist() == [False, False]

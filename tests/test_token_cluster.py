@@ -10,6 +10,7 @@ from cmpose.models.token_cluster import (
     cluster_dpc_knn,
     dpc_knn_centers,
     merge_tokens,
+    pairwise_sq_dist,
     unmerge_tokens,
 )
 
@@ -181,3 +182,54 @@ def test_cluster_count() -> None:
     assert cluster_count(0, 0.25) == 0
     with pytest.raises(ValueError):
         cluster_count(5, 0.0)
+
+
+# --- the matmul distances and the float32 merge ---------------------------------------------------
+
+
+def test_pairwise_sq_dist_matches_the_direct_form() -> None:
+    # Realistic tokens: a large common offset (ViT features are far from the origin), which the
+    # centring keeps from cancelling the small distances.
+    x = torch.randn(2, 50, 64, generator=_gen(21)) + 20.0
+    x[:, 7] = x[:, 3]  # a duplicate token
+    d2 = pairwise_sq_dist(x)
+    assert d2.dtype == torch.float32 and d2.shape == (2, 50, 50)
+    exact = ((x.double()[:, :, None] - x.double()[:, None]) ** 2).sum(-1)
+    torch.testing.assert_close(d2.double(), exact, rtol=1e-5, atol=1e-3)
+    assert torch.equal(d2, d2.transpose(1, 2))
+    assert torch.equal(d2.diagonal(dim1=1, dim2=2), torch.zeros(2, 50))
+    assert (d2[:, 3, 7] == 0).all()
+    assert (d2 >= 0).all()
+
+
+def test_pairwise_sq_dist_ignores_autocast() -> None:
+    x = torch.randn(1, 20, 16, generator=_gen(22))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        d2 = pairwise_sq_dist(x)
+    assert d2.dtype == torch.float32
+    torch.testing.assert_close(d2, pairwise_sq_dist(x))
+
+
+def test_duplicate_tokens_share_a_cluster_and_are_never_two_centres() -> None:
+    x = torch.randn(2, 40, 32, generator=_gen(23)) + 5.0
+    x[:, 20:] = x[:, :20]  # every token twice
+    ids, centers = dpc_knn_centers(x, num_clusters=8)
+    assert torch.equal(ids[:, 20:], ids[:, :20])
+    for b in range(2):
+        assert len(set((centers[b] % 20).tolist())) == 8  # no centre is another's copy
+
+
+def test_float32_and_float64_tokens_cluster_alike() -> None:
+    x = torch.stack([_blobs(seed)[0] for seed in (30, 31)])  # (2, 40, 16) float64
+    assert torch.equal(cluster_dpc_knn(x.float(), 4), cluster_dpc_knn(x, 4))
+
+
+def test_merge_weights_run_in_float32_under_bf16() -> None:
+    """bf16 tokens and logits (what autocast hands over): the softmax, its exp and sums run in
+    float32, so the result is the float32 merge of the same values, rounded once at the end."""
+    x = torch.randn(2, 30, 8, generator=_gen(24)).bfloat16()
+    logits = (torch.randn(2, 30, generator=_gen(25)) * 4).bfloat16()
+    ids = torch.randint(0, 3, (2, 30), generator=_gen(26))
+    merged = merge_tokens(x, ids, logits, 3)
+    assert merged.dtype == torch.bfloat16
+    assert torch.equal(merged, merge_tokens(x.float(), ids, logits.float(), 3).bfloat16())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -51,8 +52,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--frames", type=int, default=30)
     ev.add_argument("--people", type=int, default=10)
     ev.add_argument("--repeats", type=int, default=5)
+    ev.add_argument(
+        "--track", action="store_true", help="time the pose-tracking metrics (evaluate --track) instead"
+    )
     ev.add_argument("--work-dir", type=Path, default=None)
-    ev.add_argument("--out", type=Path, default=Path("outputs/bench/eval.json"))
+    ev.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default outputs/bench/eval.json (eval_track.json with --track)",
+    )
     ev.set_defaults(func=run_eval)
 
     mo = bsub.add_parser("model", help="model parameters, FLOPs per clip and CPU latency per clip")
@@ -89,6 +98,49 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--threads", type=int, default=2)
     st.add_argument("--out", type=Path, default=Path("outputs/bench/step.json"))
     st.set_defaults(func=run_step)
+
+    gr = bsub.add_parser(
+        "grads",
+        help="per-term gradient norms on the shared layers (encoder, last backbone block) at chosen steps",
+    )
+    gr.add_argument("config", type=Path, help="experiment YAML (its data.root must hold a dataset)")
+    gr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value, as for cmpose train (repeatable)")  # fmt: skip
+    gr.add_argument("--stage", default="mcl", help="stage name (default mcl)")
+    gr.add_argument("--at", type=int, nargs="+", default=[0, 200], help="steps to measure before")
+    gr.add_argument("--device", default="cpu")
+    gr.add_argument("--out", type=Path, default=Path("outputs/bench/grads.json"))
+    gr.set_defaults(func=run_grads)
+
+    tr = bsub.add_parser(
+        "train",
+        help="training rehearsal at real size: the config's stages for N steps on a synthetic "
+        "PoseTrack18-layout set of 1280x720 JPEGs (clips/s, data wait vs compute, memory, losses)",
+    )
+    tr.add_argument(
+        "--config", default="posetrack18_vitb", help="experiment YAML, or a packaged config's name"
+    )
+    tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value, as for cmpose train (repeatable)")  # fmt: skip
+    tr.add_argument("--stages", nargs="+", default=None, metavar="NAME", help="default: every stage")
+    tr.add_argument("--steps", type=int, default=3, help="timed steps per stage")
+    tr.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
+    tr.add_argument("--batch-size", type=int, default=None, help="per process (default: the config's)")
+    tr.add_argument("--workers", type=int, default=None, help="loader processes (default: data.workers)")
+    tr.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None, help="default: run.amp")
+    tr.add_argument("--compile", action="store_true", help="torch.compile the model")
+    tr.add_argument("--ddp", action="store_true", help="wrap the model in DDP on a 1-process group")
+    tr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: run.device)")
+    tr.add_argument("--videos", type=int, default=4,
+                    help="synthetic videos, train and val (PoseTrack18: 593 train + 170 val)")  # fmt: skip
+    tr.add_argument("--frames", type=int, default=30, help="frames per video, all labelled in train")
+    tr.add_argument("--people", default="4", help="people per video: a count or a range ('2-6')")
+    tr.add_argument("--image-size", type=_size, default=(1280, 720), help="frame size (default 1280x720)")
+    tr.add_argument("--seed", type=int, default=0, help="synthetic set's seed")
+    tr.add_argument("--data-dir", type=Path, default=Path("outputs/bench/rehearsal_data"),
+                    help="where the synthetic sets are written and reused")  # fmt: skip
+    tr.add_argument("--out", type=Path, default=Path("outputs/bench/train.json"))
+    tr.set_defaults(func=run_train)
 
 
 def _with_work_dir(work_dir: Path | None, fn: Callable[[Path], T]) -> T:
@@ -136,11 +188,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
     r = _with_work_dir(
         args.work_dir,
-        lambda work: run_eval_benchmark(work, args.videos, args.frames, args.people, args.repeats),
+        lambda work: run_eval_benchmark(
+            work, args.videos, args.frames, args.people, args.repeats, track=args.track
+        ),
     )
     print(f"evaluate: {r}")  # noqa: T201
-    atomic_write_json(args.out, {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "result": r})
-    log.info("results written to %s", args.out)
+    out = args.out or Path("outputs/bench/eval_track.json" if args.track else "outputs/bench/eval.json")
+    atomic_write_json(out, {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "result": r})
+    log.info("results written to %s", out)
     return 0
 
 
@@ -164,6 +219,25 @@ def run_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_grads(args: argparse.Namespace) -> int:
+    import torch
+
+    from cmpose.bench.grad_share import measure_gradient_shares
+    from cmpose.config import load_config
+    from cmpose.engine.config import ExperimentConfig
+
+    cfg = load_config(ExperimentConfig, args.config, args.overrides)
+    r = measure_gradient_shares(cfg, args.stage, sorted(set(args.at)), torch.device(args.device))
+    for m in r["measurements"]:
+        for group, norms in m["norms"].items():
+            terms = ", ".join(f"{k} {v:.3g}" for k, v in norms.items())
+            print(f"step {m['step']} {group}: gradient norms {terms}")  # noqa: T201
+    r.update(config=str(args.config), overrides=args.overrides, load=list(os.getloadavg()))
+    atomic_write_json(args.out, {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "result": r})
+    log.info("results written to %s", args.out)
+    return 0
+
+
 def run_step(args: argparse.Namespace) -> int:
     from cmpose.bench.train_step import run_step_benchmark
     from cmpose.config import load_config
@@ -179,5 +253,32 @@ def run_step(args: argparse.Namespace) -> int:
             f"sdpa {m['sdpa']:.3f} s/step (sdpa / math = {r['sdpa_over_math']:.2f})"
         )
     atomic_write_json(args.out, {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "results": results})
+    log.info("results written to %s", args.out)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from cmpose.bench.rehearsal import RehearsalOptions, run_rehearsal, table
+    from cmpose.bench.rehearsal_data import ensure_set, resolve_config, synth_config
+    from cmpose.config import load_config
+    from cmpose.engine.config import ExperimentConfig
+
+    path = resolve_config(args.config)
+    cfg = load_config(ExperimentConfig, path, args.overrides)
+    opts = RehearsalOptions(
+        steps=args.steps,
+        warmup=args.warmup,
+        stages=args.stages,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        amp=args.amp,
+        device=args.device,
+        compile=args.compile,
+        ddp=args.ddp,
+    )
+    synth = synth_config(args.videos, args.frames, args.people, args.image_size, args.seed)
+    report = run_rehearsal(cfg, opts, ensure_set(args.data_dir, synth), str(path), args.overrides)
+    print(table(report))  # noqa: T201
+    atomic_write_json(args.out, report)
     log.info("results written to %s", args.out)
     return 0

@@ -17,11 +17,18 @@ import torch
 from torch import Tensor, nn
 
 from cmpose.models.aux_tasks import DenoisingBranch, MaskedTokenBranch
+from cmpose.models.balance import Balancer
 from cmpose.models.config import ModelConfig
 from cmpose.models.encoder import SpatioTemporalEncoder
 from cmpose.models.fte import FineTokenEnhancement
-from cmpose.models.heads import HeatmapHead, KeypointTokenHead
-from cmpose.models.losses import heatmap_loss, heatmap_output, masked_token_loss
+from cmpose.models.heads import KeypointTokenHead, build_head
+from cmpose.models.losses import (
+    heatmap_loss,
+    heatmap_output,
+    masked_token_loss,
+    normalized_tokens,
+)
+from cmpose.models.masking import RegionSampler
 from cmpose.models.tcis import token_importance
 from cmpose.models.vit import ViT
 
@@ -65,7 +72,7 @@ class CMPose(nn.Module):
         )
         C, (Hp, Wp) = b.embed_dim, self.backbone.grid
         self.grid = (Hp, Wp)
-        self.keypoint_head = HeatmapHead(C, cfg.num_joints, cfg.head.deconv_channels)
+        self.keypoint_head = build_head(cfg.head, C, cfg.num_joints)
         up = self.keypoint_head.upsample
         if (Wp * up, Hp * up) != tuple(heatmap_size):
             raise ValueError(
@@ -92,12 +99,29 @@ class CMPose(nn.Module):
             raise ValueError("stage 2 (FTE) reads the encoder's keypoint attention: enable model.encoder")
 
         a = cfg.aux
-        self.aux_mask = MaskedTokenBranch(C, a.decoder_hidden, a.mask_ratio) if e.enabled and a.mask else None
+        # Where each branch corrupts tokens on the (T, Hp, Wp) grid (cmpose.models.masking).
+        mask_at, noise_at = (
+            RegionSampler(
+                shape, num_frames, (Hp, Wp), self.key_frame, share, a.block_min_cells, a.block_max_aspect
+            )
+            for shape, share in (
+                (a.mask_shape, a.mask_keyframe_share),
+                (a.noise_shape, a.noise_keyframe_share),
+            )
+        )
+        self.aux_mask = (
+            MaskedTokenBranch(C, a.decoder_hidden, a.mask_ratio, mask_at) if e.enabled and a.mask else None
+        )
         self.aux_noise = (
-            DenoisingBranch(C, a.decoder_hidden, a.noise_ratio, a.noise_std)
+            DenoisingBranch(C, a.decoder_hidden, a.noise_ratio, a.noise_std, noise_at)
             if e.enabled and a.noise
             else None
         )
+        # The joints TCIS sums over: those the training data labels (PoseTrack never labels the
+        # ears, so their keypoint tokens are unsupervised). The trainer sets it at each stage's
+        # start; it is saved with the weights, and a checkpoint from before it loads as "all".
+        self.register_buffer("supervised_joints", torch.ones(cfg.num_joints, dtype=torch.bool))
+        self.register_load_state_dict_pre_hook(_default_supervised_joints)
         self.fte: FineTokenEnhancement | None = None
         if cfg.stage == 2:
             f = cfg.fte
@@ -137,7 +161,9 @@ class CMPose(nn.Module):
         coarse_heatmaps, fine_heatmaps (stage 2), keypoint_heatmaps (encoder's keypoint tokens);
         importance (B, T, Hp, Wp) TCIS scores; cluster_ids (B, T, Hp, Wp) long, -1 = kept (stage 2);
         loss: dict of the weighted terms and ``total`` when ``targets`` ({target (B, J, Hh, Wh),
-        target_weight (B, J)}) are given. Auxiliary branches run only in training with targets.
+        target_weight (B, J)}) are given, the auxiliary ones balanced against the main pose term
+        (``cmpose.models.balance``); raw_losses: their unbalanced values (detached), for logging.
+        Auxiliary branches run only in training with targets.
         """
         B, T, N, C = tokens.shape
         Hp, Wp = self.grid
@@ -154,37 +180,52 @@ class CMPose(nn.Module):
             return self._finish(out, losses)
 
         flat = tokens.flatten(1, 2)  # (B, L, C)
-        enc = self.encoder(self.encoder.embed(tokens))
+        enc = self.encoder(tokens)
         key = enc.visual.view(B, T, N, C)[:, self.key_frame]  # (B, N, C)
         # In stage 2 the fine path is what inference uses: only it updates the head's BatchNorm
         # statistics.
         coarse = self._head(key, update_stats=self.fte is None)
-        importance = token_importance(enc.attn, self.cfg.num_joints)  # (B, L), float32
+        importance = token_importance(enc.attn, self.cfg.num_joints, self.supervised_joints)  # (B, L) fp32
         out["coarse_heatmaps"] = heatmap_output(self.loss_kind, coarse, self.sigma)
         out["importance"] = importance.detach().view(B, T, Hp, Wp)
+        kp_loss = None
         if self.keypoint_token_head is not None:
             kp_logits = self.keypoint_token_head(enc.keypoints)
             out["keypoint_heatmaps"] = heatmap_output(self.loss_kind, kp_logits, self.sigma)
             if tgt is not None:
-                kw = self.cfg.encoder.keypoint_loss_weight
-                losses["keypoint"] = kw * heatmap_loss(self.loss_kind, kp_logits, tgt, tw)
+                kp_loss = heatmap_loss(self.loss_kind, kp_logits, tgt, tw)
         if tgt is not None:
             w = self.cfg.fte.coarse_weight if self.fte is not None else 1.0
-            losses["pose"] = w * heatmap_loss(self.loss_kind, coarse, tgt, tw)
+            main_loss, main_rep = heatmap_loss(self.loss_kind, coarse, tgt, tw), key
+            losses["pose"] = w * main_loss
 
         if self.fte is not None:
             f = self.fte(enc.keypoints, enc.visual, importance, self.key_frame, N)
-            fine = self._head(key + f.delta)
+            fine_in = key + f.delta
+            fine = self._head(fine_in)
             out["fine_heatmaps"] = out["heatmaps"] = heatmap_output(self.loss_kind, fine, self.sigma)
             out["cluster_ids"] = f.cluster_ids.view(B, T, Hp, Wp)
             out["kept_idx"] = f.kept_idx
             if tgt is not None:
-                losses["fine"] = heatmap_loss(self.loss_kind, fine, tgt, tw)
+                main_loss, main_rep = heatmap_loss(self.loss_kind, fine, tgt, tw), fine_in
+                losses["fine"] = main_loss
         else:
             out["heatmaps"] = out["coarse_heatmaps"]
+        if tgt is None:
+            return self._finish(out, losses)
 
-        if self.training and tgt is not None and self.stage == 1:
-            target_tokens = flat.detach()  # stop-gradient: the decoders regress the backbone tokens
+        # The auxiliary terms on the main term's scale (cmpose.models.balance); their raw values
+        # are reported apart, as the balanced values follow the main term.
+        balance = Balancer(self.cfg.loss.aux_balance, main_loss, main_rep)
+        raw: dict[str, Tensor] = {}
+        if kp_loss is not None:
+            raw["keypoint"] = kp_loss.detach()
+            losses["keypoint"] = self.cfg.encoder.keypoint_loss_weight * balance(kp_loss, enc.keypoints)
+
+        if self.training and self.stage == 1:
+            a = self.cfg.aux
+            # Stop-gradient: the decoders regress the backbone tokens, standardised per token.
+            target_tokens = normalized_tokens(flat.detach()) if a.normalize_targets else flat.detach()
             for name, branch, weight in (
                 ("mask", self.aux_mask, self.cfg.aux.mask_weight),
                 ("noise", self.aux_noise, self.cfg.aux.noise_weight),
@@ -192,15 +233,18 @@ class CMPose(nn.Module):
                 if branch is None:
                     continue
                 corrupted, where = branch.corrupt(flat, generator)
-                aux = self.encoder(self.encoder.embed(corrupted.view(B, T, N, C)), need_attn=False)
+                aux = self.encoder(corrupted.view(B, T, N, C), need_attn=False)
                 rec = branch.decoder(aux.visual)
-                losses[name] = weight * masked_token_loss(rec, target_tokens, where)
+                rec_loss = masked_token_loss(rec, target_tokens, where)
+                raw[name] = rec_loss.detach()
+                losses[name] = weight * balance(rec_loss, aux.visual)
                 aux_key = aux.visual.view(B, T, N, C)[:, self.key_frame]
                 # Corrupted tokens must not shift the BatchNorm statistics inference uses.
                 aux_hm = self._head(aux_key, update_stats=False)
                 losses[f"{name}_pose"] = self.cfg.aux.heatmap_weight * heatmap_loss(
                     self.loss_kind, aux_hm, tgt, tw
                 )
+        out["raw_losses"] = raw
         return self._finish(out, losses)
 
     # --- helpers ----------------------------------------------------------------------------------
@@ -231,6 +275,17 @@ class CMPose(nn.Module):
             losses["total"] = torch.stack([v.float() for v in losses.values()]).sum()
             out["loss"] = losses
         return out
+
+
+def _default_supervised_joints(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
+) -> None:
+    """A state dict without ``supervised_joints`` (a checkpoint from before it, or a partial load
+    such as ViTPose weights) keeps the model's own value: all joints on a fresh model, as TCIS
+    summed before."""
+    key = prefix + "supervised_joints"
+    if key not in state_dict:
+        state_dict[key] = module.supervised_joints.detach().clone()
 
 
 def build_model(

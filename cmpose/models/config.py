@@ -63,13 +63,20 @@ class BackboneConfig:
 
 @dataclass
 class HeadConfig:
-    """Heatmap head (ViTPose classic: 2 x [deconv 4x4 s2, BN, ReLU] + 1x1 conv).
+    """Heatmap head on the keyframe token grid; ViTPose's two heads.
 
     Args:
-        deconv_channels: one entry per 2x upsampling deconv (ViTPose: (256, 256)).
+        kind: ``classic``: k x [deconv 4x4 s2, BN, ReLU] + 1x1 conv; ``simple``: ReLU, bilinear
+            x4, 3x3 conv (ViTPose's "simple decoder"; no BatchNorm, no deconvolutions).
+        deconv_channels: classic only: one entry per 2x upsampling deconv (ViTPose: (256, 256)).
     """
 
+    kind: Literal["classic", "simple"] = "classic"
     deconv_channels: tuple[int, ...] = (256, 256)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("classic", "simple"):
+            raise ValueError(f"head kind must be 'classic' or 'simple', got {self.kind!r}")
 
 
 @dataclass
@@ -79,15 +86,16 @@ class EncoderConfig:
     Args:
         enabled: False = the single-frame baseline (keyframe tokens go straight to the head).
         depth: L1 blocks; num_heads: attention heads (must divide C).
-        keypoint_loss_weight: weight of the keypoint tokens' own heatmap loss (ours: 0.5). It is
-            what makes their attention, which TCIS reads, mean something.
+        keypoint_loss_weight: weight of the keypoint tokens' own heatmap loss (ours: 0.25), relative
+            to the pose term under ``model.loss.aux_balance``. It is what makes their attention,
+            which TCIS reads, mean something.
         keypoint_head_hidden: hidden width of the TokenPose-style MLP (keypoint token -> heatmap).
     """
 
     enabled: bool = True
     depth: int = 2
     num_heads: int = 8
-    keypoint_loss_weight: float = 0.5
+    keypoint_loss_weight: float = 0.25
     keypoint_head_hidden: int = 256
 
 
@@ -100,9 +108,26 @@ class AuxConfig:
         mask_ratio: share r_m of visual tokens replaced by the mask token (ours: 0.3).
         noise_ratio: share r_n of visual tokens that get noise (ours: 0.3).
         noise_std: sigma_n: the noise is N(0, sigma_n^2 * Var(tokens)) (ours: 0.5).
-        mask_weight / noise_weight: lambda_m, lambda_n of the reconstruction losses.
-        heatmap_weight: weight of the heatmap loss of the masked and noisy branches.
+        mask_shape / noise_shape: where the corrupted tokens fall (``cmpose.models.masking``):
+            ``tube`` = rectangles of the token grid hidden in every frame, like an occluder, plus
+            keyframe-only ones; ``block`` = rectangles drawn in each frame on its own; ``token`` =
+            any tokens (the original form; most of them can be copied from a neighbouring frame).
+            Ours: ``tube`` for the mask, ``block`` for the noise (defocus changes between frames).
+        mask_keyframe_share: ``tube`` only: share of the masked tokens hidden in the keyframe alone
+            (visible in the neighbours: it trains filling the keyframe from them; ours: 0.25).
+        noise_keyframe_share: the same for ``noise_shape: tube``.
+        block_min_cells: smallest rectangle, in tokens, while the budget allows (ours: 4).
+        block_max_aspect: largest h/w or w/h of a rectangle (BEiT: 1/0.3; ours: 3).
+        mask_weight / noise_weight: lambda_m, lambda_n of the reconstruction losses, relative to
+            the pose term under ``model.loss.aux_balance`` (``cmpose.models.balance``). Ours: 0.2
+            and 0.1, with the keypoint weight 0.25 and ``heatmap_weight`` 0.5: the values at which
+            the pose term's gradient on the shared layers is the largest of all terms after 200
+            steps of the demo and PoseTrack configs (docs/training.md, "Loss scales").
+        heatmap_weight: weight of the heatmap loss of the masked and noisy branches (ours: 0.5).
         decoder_hidden: hidden width of the light 2-layer MLP decoders.
+        normalize_targets: regress each backbone token standardised over its channels (MAE's
+            norm_pix_loss) instead of the raw token, so the term's scale does not depend on the
+            backbone's feature magnitude.
     """
 
     mask: bool = True
@@ -110,15 +135,32 @@ class AuxConfig:
     mask_ratio: float = 0.3
     noise_ratio: float = 0.3
     noise_std: float = 0.5
-    mask_weight: float = 1.0
-    noise_weight: float = 1.0
-    heatmap_weight: float = 1.0
+    mask_shape: Literal["tube", "block", "token"] = "tube"
+    noise_shape: Literal["tube", "block", "token"] = "block"
+    mask_keyframe_share: float = 0.25
+    noise_keyframe_share: float = 0.0
+    block_min_cells: int = 4
+    block_max_aspect: float = 3.0
+    mask_weight: float = 0.2
+    noise_weight: float = 0.1
+    heatmap_weight: float = 0.5
     decoder_hidden: int = 256
+    normalize_targets: bool = True
 
     def __post_init__(self) -> None:
         for name in ("mask_ratio", "noise_ratio"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        for name in ("mask_shape", "noise_shape"):
+            if getattr(self, name) not in ("tube", "block", "token"):
+                raise ValueError(f"{name} must be tube, block or token, got {getattr(self, name)!r}")
+        for name in ("mask_keyframe_share", "noise_keyframe_share"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.block_min_cells < 1:
+            raise ValueError(f"block_min_cells must be >= 1, got {self.block_min_cells}")
+        if not self.block_max_aspect >= 1.0:
+            raise ValueError(f"block_max_aspect must be >= 1, got {self.block_max_aspect}")
 
 
 @dataclass
@@ -157,9 +199,18 @@ class LossConfig:
         kind: ``mse`` (ViTPose; target-weighted MSE against unit-peak Gaussians) or
             ``softmax_ce`` (per-joint softmax cross-entropy against the normalised Gaussian;
             about twice as fast to converge from scratch in a CPU trial, method.md).
+        aux_balance: how the auxiliary terms (keypoint tokens, masked and denoised tokens) are put
+            on the pose term's scale, whatever ``kind``: ``gradient`` (their pull on the shared
+            layers is lambda x the pose term's), ``loss`` (their value is lambda x the pose
+            loss) or ``none`` (raw); ``cmpose.models.balance``, docs/training.md "Loss scales".
     """
 
     kind: Literal["mse", "softmax_ce"] = "mse"
+    aux_balance: Literal["gradient", "loss", "none"] = "gradient"
+
+    def __post_init__(self) -> None:
+        if self.aux_balance not in ("gradient", "loss", "none"):
+            raise ValueError(f"aux_balance must be gradient, loss or none, got {self.aux_balance!r}")
 
 
 @dataclass

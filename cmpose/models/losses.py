@@ -56,6 +56,20 @@ def heatmap_loss(kind: str, logits: Tensor, target: Tensor, weight: Tensor) -> T
     raise ValueError(f"unknown heatmap loss {kind!r}; expected 'mse' or 'softmax_ce'")
 
 
+def normalized_tokens(tokens: Tensor) -> Tensor:
+    """Each token standardised over its C channels (zero mean, unit variance, no affine), in float32.
+
+    The regression target of the auxiliary tasks, as MAE's ``norm_pix_loss`` standardises each
+    target patch: predicting zeros then costs exactly 1 whatever the backbone's feature scale
+    (ViTPose's ``last_norm`` has learned gains), so the reconstruction terms have one scale for
+    every backbone.
+
+    Args:
+        tokens: (..., C).
+    """
+    return F.layer_norm(tokens.float(), tokens.shape[-1:], eps=1e-6)
+
+
 def masked_token_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """Mean squared error over the masked tokens, averaged per sample first (dinov2's
     ``masks_weight = 1 / num_masked``), so samples with more masked tokens do not dominate.

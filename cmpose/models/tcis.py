@@ -2,7 +2,8 @@
 
 A visual token's importance is the attention that the J keypoint tokens pay to it in the last
 encoder layer, averaged over heads and summed over keypoints, as in PPT's keypoint-guided token
-pruning (Ma et al., "PPT: Token-Pruned Pose Transformer", ECCV 2022, built on TokenPose). The top-K
+pruning (Ma et al., "PPT: Token-Pruned Pose Transformer", ECCV 2022, built on TokenPose), here
+only over the keypoints that the training data labels (method.md). The top-K
 tokens are "causal" and kept verbatim; the rest are "non-causal" and go to the clustering of
 :mod:`cmpose.models.token_cluster`.
 
@@ -13,9 +14,10 @@ Indices are relative to the visual tokens only (no J offset), as the design note
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -26,6 +28,7 @@ __all__ = [
     "keypoint_recall",
     "keypoint_token_index",
     "select_topk",
+    "supervised_joints",
     "token_importance",
 ]
 
@@ -47,13 +50,16 @@ class TokenSelection:
     rest_idx: Tensor
 
 
-def token_importance(attn: Tensor, num_keypoints: int) -> Tensor:
+def token_importance(attn: Tensor, num_keypoints: int, joints: Tensor | None = None) -> Tensor:
     """Importance of each visual token: keypoint-query attention over it, mean over heads, sum over J.
 
     Args:
         attn: (B, heads, J + L, J + L) softmax attention of a layer whose sequence is
             [J keypoint tokens ; L visual tokens], or only its keypoint rows (B, heads, J, J + L).
         num_keypoints: J >= 1.
+        joints: (J,) bool, the joints to sum over (None: all). A joint the training data never
+            labels has an unsupervised keypoint token whose attention is noise (PoseTrack's ears);
+            :func:`supervised_joints` finds them.
 
     Returns:
         (B, L) importance. Plain arithmetic, so gradient flows back to ``attn``; the selection that
@@ -65,8 +71,39 @@ def token_importance(attn: Tensor, num_keypoints: int) -> Tensor:
     if J < 1 or attn.shape[2] < J or attn.shape[3] < J:
         raise ValueError(f"num_keypoints {J} does not fit attention of shape {tuple(attn.shape)}")
     # PPT: rows = keypoint queries, columns after the first J = visual keys.
-    kp_attn = attn[:, :, :J, J:]  # (B, heads, J, L)
-    return kp_attn.mean(dim=1).sum(dim=1)  # (B, L)
+    kp_attn = attn[:, :, :J, J:].mean(dim=1)  # (B, J, L)
+    if joints is None:
+        return kp_attn.sum(dim=1)  # (B, L)
+    if joints.shape != (J,):
+        raise ValueError(f"joints must be a (J,) = ({J},) mask, got shape {tuple(joints.shape)}")
+    # A weighted sum rather than boolean indexing: no data-dependent shape, no host sync.
+    return (kp_attn * joints.to(kp_attn.dtype)[:, None]).sum(dim=1)
+
+
+def supervised_joints(
+    keypoints: Iterable[np.ndarray], num_joints: int, flip_index: Sequence[int] | None = None
+) -> Tensor:
+    """The joints that a training set labels: True where any person has the joint annotated.
+
+    Args:
+        keypoints: one (J, 3) array (x, y, visibility) per person, e.g. ``PersonRecord.keypoints``;
+            a joint is labelled when its visibility is > 0 (the dataset's target weight rule).
+        num_joints: J.
+        flip_index: with flip augmentation, joint j is also trained from its mirror
+            ``flip_index[j]`` (the left ear's target comes from the right ear after a flip).
+
+    Returns:
+        (J,) bool; all False for an empty set.
+    """
+    labelled = np.zeros(num_joints, dtype=bool)
+    for kps in keypoints:
+        kps = np.asarray(kps)
+        if kps.shape[0] != num_joints:
+            raise ValueError(f"a person has {kps.shape[0]} joints, expected {num_joints}")
+        labelled |= kps[:, 2] > 0
+    if flip_index is not None:
+        labelled = labelled | labelled[list(flip_index)]
+    return torch.from_numpy(labelled)
 
 
 def select_topk(tokens: Tensor, scores: Tensor, k: int) -> TokenSelection:
