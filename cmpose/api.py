@@ -14,16 +14,30 @@ from pathlib import Path
 import torch
 
 from cmpose.config import apply_overrides, from_dict, load_config, to_dict
+from cmpose.demo import CONFIG_DIR
 from cmpose.engine.config import ExperimentConfig, StageConfig
 from cmpose.errors import ConfigError
 from cmpose.models.cmpose import CMPose
-
-CONFIG_DIR = Path(__file__).parent / "configs"  # the configs shipped in the package
 
 
 def packaged_configs() -> list[str]:
     """Names of the configs shipped with cmpose (``posetrack18_vitb``, ``demo_cpu``, ...)."""
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def config_path(config: str | Path) -> Path:
+    """The YAML of ``config``: a file path, else the packaged config of that name (with or without
+    ``.yaml``). Raises ConfigError naming the packaged configs when it is neither."""
+    path = Path(config)
+    if path.is_file():
+        return path
+    name = path.name.removesuffix(".yaml")
+    if path.parent != Path(".") or name not in packaged_configs():
+        raise ConfigError(
+            f"{config}: no such config file, and no packaged config of that name (those are: "
+            f"{', '.join(packaged_configs())})"
+        )
+    return CONFIG_DIR / f"{name}.yaml"
 
 
 def resolve_config(
@@ -39,16 +53,7 @@ def resolve_config(
         if not overrides:
             return config
         return from_dict(ExperimentConfig, apply_overrides(to_dict(config), list(overrides)))
-    path = Path(config)
-    if not path.is_file():
-        name = path.name.removesuffix(".yaml")
-        if path.parent != Path(".") or name not in packaged_configs():
-            raise ConfigError(
-                f"{config}: no such config file, nor a packaged config (those are: "
-                f"{', '.join(packaged_configs())})"
-            )
-        path = CONFIG_DIR / f"{name}.yaml"
-    return load_config(ExperimentConfig, path, list(overrides or []))
+    return load_config(ExperimentConfig, config_path(config), list(overrides or []))
 
 
 def find_stage(cfg: ExperimentConfig, stage: str | None) -> StageConfig:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from tiny_configs import TINY_CROP, TINY_MODEL
 
+from cmpose.api import config_path
 from cmpose.bench.rehearsal import RehearsalOptions, run_rehearsal
-from cmpose.bench.rehearsal_data import ensure_set, resolve_config, synth_config
+from cmpose.bench.rehearsal_data import ensure_set, synth_config
 from cmpose.cli.main import main
 from cmpose.config import load_config
 from cmpose.demo import CONFIG_DIR
@@ -129,10 +130,10 @@ def test_a_set_is_written_again_when_its_manifest_differs(tmp_path: Path) -> Non
 
 def test_bad_input_is_a_clear_error(data_dir: Path) -> None:
     packaged = (CONFIG_DIR / "posetrack18_vitb.yaml").resolve()
-    assert resolve_config("posetrack18_vitb").resolve() == packaged
-    assert resolve_config("posetrack18_vitb.yaml").resolve() == packaged
+    assert config_path("posetrack18_vitb").resolve() == packaged
+    assert config_path("posetrack18_vitb.yaml").resolve() == packaged
     with pytest.raises(ConfigError, match="no packaged config"):
-        resolve_config("posetrack99")
+        config_path("posetrack99")
     with pytest.raises(ConfigError, match="--steps"):
         RehearsalOptions(steps=0)
     with pytest.raises(ConfigError, match="people"):

@@ -113,19 +113,3 @@ def point_at(cfg: ExperimentConfig, root: Path) -> ExperimentConfig:
         pt17_layout="original",
     )
     return dataclasses.replace(cfg, data=data)
-
-
-def resolve_config(text: str | Path) -> Path:
-    """An experiment YAML: a path, else a packaged config by name (``posetrack18_vitb``, with or
-    without ``.yaml``, or ``configs/posetrack18_vitb.yaml``: files in ``cmpose/configs``)."""
-    from cmpose.demo import CONFIG_DIR
-
-    path = Path(text)
-    if path.is_file():
-        return path
-    name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
-    packaged = CONFIG_DIR / name
-    if packaged.is_file():
-        return packaged
-    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-    raise ConfigError(f"--config {text}: no such file, and no packaged config of that name ({names})")

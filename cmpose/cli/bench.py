@@ -258,13 +258,12 @@ def run_step(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from cmpose.api import config_path, resolve_config
     from cmpose.bench.rehearsal import RehearsalOptions, run_rehearsal, table
-    from cmpose.bench.rehearsal_data import ensure_set, resolve_config, synth_config
-    from cmpose.config import load_config
-    from cmpose.engine.config import ExperimentConfig
+    from cmpose.bench.rehearsal_data import ensure_set, synth_config
 
-    path = resolve_config(args.config)
-    cfg = load_config(ExperimentConfig, path, args.overrides)
+    path = config_path(args.config)
+    cfg = resolve_config(path, args.overrides)
     opts = RehearsalOptions(
         steps=args.steps,
         warmup=args.warmup,
