@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cmpose.data.build import make_loader
 from cmpose.engine.config import ExperimentConfig
 from cmpose.errors import ConfigError
 
@@ -99,11 +98,10 @@ def measure_gradient_shares(
     """
     from tqdm import tqdm
 
+    from cmpose.api import find_stage
     from cmpose.engine.trainer import StageTrainer
 
-    stage = next((s for s in cfg.stages if s.name == stage_name), None)
-    if stage is None:
-        raise ConfigError(f"no stage named {stage_name!r}; the config has {[s.name for s in cfg.stages]}")
+    stage = find_stage(cfg, stage_name)
     if not at_steps or min(at_steps) < 0:
         raise ConfigError(f"steps to measure at must be >= 0, got {at_steps}")
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, ema=0.0))
@@ -117,17 +115,8 @@ def measure_gradient_shares(
         last = max(at_steps)
         results: list[dict[str, Any]] = []
         bar = tqdm(total=last, desc=f"gradient shares, stage {stage.name}", disable=not progress, unit="step")
-        epoch = 0
         while trainer.step <= last:
-            trainer.dataset.set_epoch(epoch)
-            trainer.base_sampler.set_epoch(epoch)  # type: ignore[attr-defined]
-            loader = make_loader(
-                trainer.dataset,
-                trainer.batch_size,
-                cfg.data.workers,
-                sampler=trainer.base_sampler,
-                drop_last=True,
-            )
+            loader = trainer.epoch_loader()  # the trainer's own per-epoch loader
             for batch in loader:
                 if trainer.step in at_steps:
                     model.train()
@@ -154,7 +143,8 @@ def measure_gradient_shares(
                 bar.update(1)
             if trainer.step >= last:
                 break
-            epoch += 1
+            trainer.epoch += 1
+            trainer.batch_in_epoch = 0
         bar.close()
     return {
         "stage": stage.name,
