@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tiny_configs import TINY_CROP
+from tiny_configs import TINY_CROP, TINY_MODEL
 from torch import Tensor
 
 from cmpose.api import init_model, packaged_configs
@@ -20,13 +20,7 @@ from cmpose.models.heads import HeatmapHead, SimpleHeatmapHead
 
 # A tiny model without a conv stem, so that ViTPose's layout can hold its backbone:
 # 64x48 crops -> 4x3 tokens, two deconvs -> 16x12 heatmaps.
-MODEL = {
-    "backbone": {"size": "tiny", "embed_dim": 32, "depth": 1, "num_heads": 2, "stem_channels": 0},
-    "head": {"deconv_channels": [16, 16]},
-    "encoder": {"depth": 1, "num_heads": 2, "keypoint_head_hidden": 32},
-    "aux": {"decoder_hidden": 32},
-    "fte": {"depth": 1, "num_heads": 2},
-}
+MODEL = {**TINY_MODEL, "backbone": {**TINY_MODEL["backbone"], "stem_channels": 0}}
 STAGES = [
     {"name": "pretrain", "kind": "single"},
     {"name": "mcl", "kind": "mcl"},
