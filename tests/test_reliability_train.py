@@ -177,3 +177,17 @@ def test_out_naming_a_file_is_refused(data_root: Path, tmp_path: Path, caplog) -
     with caplog.at_level(logging.ERROR):
         assert main(["train", str(config), "--out", str(tmp_path / "taken")]) == 2
     assert "is a file" in caplog.text and (tmp_path / "taken").read_text() == "keep me"
+
+
+def test_interrupted_command_exits_130_with_one_line(tmp_path: Path, monkeypatch, caplog) -> None:
+    # Ctrl-C (or SIGTERM, turned into the same) during training: exit 130 and one line that says
+    # how to continue, not a traceback.
+    import cmpose.cli.train as train_cli
+
+    def interrupted(args) -> int:  # noqa: ANN001
+        raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr(train_cli, "run", interrupted)
+    with caplog.at_level(logging.ERROR):
+        assert main(["train", str(tmp_path / "x.yaml")]) == 130
+    assert "interrupted by SIGTERM" in caplog.text and "--resume" in caplog.text

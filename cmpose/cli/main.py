@@ -13,7 +13,7 @@ import sys
 import threading
 
 from cmpose import __version__
-from cmpose.cli import ablate, bench, convert, data, demo, evaluate, infer, synth, test, train
+from cmpose.cli import ablate, bench, convert, data, demo, evaluate, infer, robustness, synth, test, train
 from cmpose.errors import CmposeError
 
 log = logging.getLogger("cmpose")
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (data, synth, evaluate, train, test, infer, demo, ablate, bench, convert):
+    for module in (data, synth, evaluate, train, test, infer, demo, ablate, bench, convert, robustness):
         module.register(sub)
     return parser
 
@@ -61,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         # Input problems are the user's to fix: one clear line, no traceback.
         log.error("%s", err)
         return 2
+    except KeyboardInterrupt as err:
+        # Ctrl-C, or SIGTERM turned into the same (above): the atomic writes have removed their
+        # temporaries on the way out, so one line says what happened instead of a traceback.
+        # 128 + SIGINT, the shell's convention.
+        hint = " (continue the run with --resume)" if getattr(args, "command", None) == "train" else ""
+        log.error("interrupted by %s%s", str(err) or "SIGINT", hint)
+        return 130
 
 
 if __name__ == "__main__":
