@@ -13,6 +13,7 @@
 # Results: $OUT/gpu_rehearsal.json (every run's report), $OUT/gpu_rehearsal.log, $OUT/gpu_util.csv
 # ($OUT defaults to outputs/bench/gpu). A run that fails (e.g. out of memory) is logged and the
 # next one starts; a run is skipped when the script's time budget (BUDGET_S, 480 s) is spent.
+# Then `cmpose bench infer` on the GPU ($OUT/bench_infer.json).
 #
 # DRY_RUN=1 shrinks everything (tiny model, 2 steps, batch 2 and 4, 2 workers, CPU unless a GPU is
 # there) to check the commands on a CPU; SKIP_COMPILE=1 leaves out the compiled run.
@@ -97,6 +98,17 @@ if [ "$SECONDS" -lt "$BUDGET_S" ]; then
         --workers "$WORKERS" --batch-size "$B2" --videos 8 --frames "$FRAMES" --people "$PEOPLE" \
         --repeats 2 --work-dir "$WORK/loader" --out "$RES/loader.json" >>"$LOG" 2>&1
     echo "== loader rc=$? at ${SECONDS}s" | tee -a "$LOG"
+fi
+
+# Video inference speed (issue 17, part 7): CM-Pose against the single-frame ViT per person-frame,
+# token reuse against recomputing every clip, tiny / small / base, 1 and 5 people, bf16.
+if [ "$SECONDS" -lt "$BUDGET_S" ]; then
+    echo "== bench infer start at ${SECONDS}s" >>"$LOG"
+    if [ "${DRY_RUN:-0}" = 1 ]; then INFER=(--sizes tiny --frames 3 --repeats 1); else INFER=(--frames 24 --base-frames 24); fi
+    timeout 150 "$PY" -m cmpose bench infer --device "$DEVICE" --amp "$([ "$DEVICE" = cuda ] && echo bf16 || echo off)" \
+        "${INFER[@]}" --out "$OUT/bench_infer.json" >>"$LOG" 2>&1
+    echo "== bench infer rc=$? at ${SECONDS}s" | tee -a "$LOG"
+    grep -A 12 '^| device' "$LOG" | tail -8
 fi
 
 # One JSON with every run, and a short table (the device tool returns the output's end).

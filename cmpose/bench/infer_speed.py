@@ -85,29 +85,53 @@ def clip_index(num_frames: int, people: int, num_clip_frames: int, step: int) ->
 class _Variant:
     """One timed thing: ``run()`` does the work once; ``times`` collects seconds per run."""
 
-    def __init__(self, name: str, run: Callable[[], Any]) -> None:
+    def __init__(
+        self, name: str, run: Callable[[], Any], device: torch.device, amp: torch.dtype | None
+    ) -> None:
         self.name = name
         self.run = run
+        self.device = device
+        self.amp = amp
         self.times: list[float] = []
 
     def time_once(self) -> None:
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize(self.device)
         t0 = time.perf_counter()
-        self.run()
+        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            self.run()
+        if cuda:  # kernels are asynchronous: the time is the GPU's only once they finished
+            torch.cuda.synchronize(self.device)
         self.times.append(time.perf_counter() - t0)
 
 
 def _runner_variant(
-    name: str, spec: ModelSpec, model: torch.nn.Module, stream: list, batch_size: int, flip: bool
+    name: str,
+    spec: ModelSpec,
+    model: torch.nn.Module,
+    stream: list,
+    batch_size: int,
+    flip: bool,
+    device: torch.device,
+    amp: torch.dtype | None,
 ) -> _Variant:
     runner = VideoPoseRunner(
-        model, _crop_config(spec), spec.num_frames, 1, "cpu", batch_size=batch_size, flip_test=flip
+        model,
+        _crop_config(spec),
+        spec.num_frames,
+        1,
+        device,
+        batch_size=batch_size,
+        flip_test=flip,
+        amp_dtype=amp,
     )
 
     def run() -> None:
         for _ in runner.run(iter(stream)):
             pass
 
-    return _Variant(name, run)
+    return _Variant(name, run, device, None)  # the runner autocasts itself
 
 
 def model_variants(
@@ -152,23 +176,27 @@ def measure_size(
     batch_size: int = 32,
     flip: bool = False,
     seed: int = 0,
+    device: str | torch.device = "cpu",
+    amp: torch.dtype | None = None,
 ) -> dict[str, Any]:
-    """All numbers of one (size, people) cell; see the module docstring."""
+    """All numbers of one (size, people) cell; see the module docstring. ``amp``: the autocast
+    dtype (``cmpose.engine.trainer.amp_dtype``), None = float32."""
+    device = torch.device(device)
     torch.manual_seed(seed)
     single_spec, cm_spec = model_spec(size, "single"), model_spec(size, "stage2")
-    single = single_spec.build().eval()
-    cm = cm_spec.build().eval()
+    single = single_spec.build().eval().to(device)
+    cm = cm_spec.build().eval().to(device)
     stream = synthetic_stream(num_frames, people, seed=seed)
     W, H = cm_spec.image_size
     g = torch.Generator().manual_seed(seed)
-    crops = torch.randn(num_frames * people, 3, H, W, generator=g)  # (F*P, 3, H, W)
-    index = clip_index(num_frames, people, cm_spec.num_frames, 1)  # (F*P, T)
+    crops = torch.randn(num_frames * people, 3, H, W, generator=g).to(device)  # (F*P, 3, H, W)
+    index = clip_index(num_frames, people, cm_spec.num_frames, 1).to(device)  # (F*P, T)
     recompute, reuse = model_variants(cm, crops, index, batch_size, flip)
     variants = [
-        _runner_variant("single_e2e", single_spec, single, stream, batch_size, flip),
-        _runner_variant("cmpose_e2e", cm_spec, cm, stream, batch_size, flip),
-        _Variant("recompute", recompute),
-        _Variant("reuse", reuse),
+        _runner_variant("single_e2e", single_spec, single, stream, batch_size, flip, device, amp),
+        _runner_variant("cmpose_e2e", cm_spec, cm, stream, batch_size, flip, device, amp),
+        _Variant("recompute", recompute, device, amp),
+        _Variant("reuse", reuse, device, amp),
     ]
     load_before = os.getloadavg()[0]
     for rnd in range(warmup + repeats):
@@ -187,6 +215,8 @@ def measure_size(
         "crop": [W, H],
         "flip_test": flip,
         "batch_size": batch_size,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "amp": str(amp).removeprefix("torch.") if amp is not None else "off",
         "repeats": repeats,
         "warmup": warmup,
         "seconds": {v.name: v.times for v in variants},
@@ -209,6 +239,8 @@ def run_infer_benchmark(
     flip: bool = False,
     threads: int | None = None,
     base_frames: int | None = None,
+    device: str | torch.device = "cpu",
+    amp: torch.dtype | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`measure_size` for every size and people count (``base_frames`` for base, slow on a CPU)."""
     if threads is not None:
@@ -217,7 +249,7 @@ def run_infer_benchmark(
     for size in sizes:
         for p in people:
             f = base_frames if (size == "base" and base_frames) else frames
-            r = measure_size(size, p, f, repeats, warmup, batch_size, flip)
+            r = measure_size(size, p, f, repeats, warmup, batch_size, flip, device=device, amp=amp)
             r["threads"] = torch.get_num_threads()
             log.info(
                 "%s, %d people: %.2f frames/s single, %.2f CM-Pose (x%.3f per person-frame); recompute x%.2f",
@@ -230,14 +262,15 @@ def run_infer_benchmark(
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| size | crop | people | frames/s single | frames/s CM-Pose | ms/person-frame single | "
+        "| device | size | crop | people | frames/s single | frames/s CM-Pose | ms/person-frame single | "
         "ms/person-frame CM-Pose | CM-Pose / single | recompute / reuse | load |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         fps, ms = r["frames_per_s"], r["ms_per_person_frame"]
         lines.append(
-            f"| {r['size']} | {r['crop'][1]}x{r['crop'][0]} | {r['people']} | {fps['single_e2e']:.2f} | "
+            f"| {r['device']} {r['amp']} | {r['size']} | {r['crop'][1]}x{r['crop'][0]} | {r['people']} | "
+            f"{fps['single_e2e']:.2f} | "
             f"{fps['cmpose_e2e']:.2f} | {ms['single_e2e']:.1f} | {ms['cmpose_e2e']:.1f} | "
             f"{r['cmpose_vs_single']:.3f} | {r['recompute_vs_reuse']:.2f} | "
             f"{r['load_avg_1min'][0]:.1f} -> {r['load_avg_1min'][1]:.1f} |"

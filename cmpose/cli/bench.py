@@ -158,6 +158,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     inf.add_argument("--batch-size", type=int, default=32, help="crops per backbone call, as cmpose infer")
     inf.add_argument("--flip", action="store_true", help="with the flip test (cmpose infer's default)")
     inf.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    inf.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    inf.add_argument(
+        "--amp",
+        choices=["auto", "bf16", "fp16", "off"],
+        default="off",
+        help="autocast (default off: float32)",
+    )
     inf.add_argument("--out", type=Path, default=Path("outputs/bench/infer.json"))
     inf.set_defaults(func=run_infer)
 
@@ -308,7 +315,15 @@ def run_infer(args: argparse.Namespace) -> int:
 
     if min(args.people) < 1 or args.frames < 1 or args.base_frames < 1 or args.repeats < 1:
         raise CmposeError("--people, --frames, --base-frames and --repeats must be >= 1")
+    import torch
+
+    from cmpose.engine.dist import parse_device
+    from cmpose.engine.trainer import amp_dtype
+
+    device = parse_device(args.device)
     results = run_infer_benchmark(
+        device=device,
+        amp=amp_dtype(args.amp, torch.device(device)),
         sizes=args.sizes,
         people=args.people,
         frames=args.frames,
@@ -320,8 +335,6 @@ def run_infer(args: argparse.Namespace) -> int:
         base_frames=args.base_frames,
     )
     print(markdown_table(results))  # noqa: T201
-    atomic_write_json(
-        args.out, {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "device": "cpu", "results": results}
-    )
+    atomic_write_json(args.out, {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "results": results})
     log.info("results written to %s", args.out)
     return 0
