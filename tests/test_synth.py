@@ -128,7 +128,7 @@ def test_same_seed_same_bytes_other_seed_different(tmp_path):
     generate(tmp_path / "a", cfg, progress=False)
     generate(tmp_path / "b", cfg, progress=False)
     a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
-    assert len(a) == 2 * 5 + 2 + 2 and a == b  # frames, annotations, detections, synth.json
+    assert len(a) == 2 * 5 + 2 + 3 and a == b  # frames, annotations, 2 detection files, synth.json
     other = SynthConfig(**{**cfg.__dict__, "seed": 4})
     generate(tmp_path / "c", other, progress=False)
     c = _files(tmp_path / "c")

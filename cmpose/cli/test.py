@@ -1,4 +1,5 @@
-"""``cmpose test``: a trained model on a split, PoseTrack mAP (all frames and hard frames)."""
+"""``cmpose test``: a trained model on a split, PoseTrack mAP (all frames and hard frames); with
+``--track`` also pose tracking and the PoseTrack MOTA (``cmpose.engine.testing_track``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: beside the checkpoint)")
     p.add_argument("--device", default="auto")
+    t = p.add_argument_group(
+        "tracking",
+        "--track: pose tracking over every frame the detection file covers, track ids in the files, "
+        "then the mAP and the MOTA tables (docs/inference.md, 'Tracking')",
+    )
+    t.add_argument("--track", action="store_true", help="track people and report MOTA as well as mAP")
+    t.add_argument(
+        "--track-oks-weight", type=float, default=1.0, help="weight of the pose OKS (0 = IoU only)"
+    )
+    t.add_argument("--track-iou-weight", type=float, default=1.0, help="weight of the box IoU")
+    t.add_argument("--track-threshold", type=float, default=0.3, help="least similarity of a match")
+    t.add_argument("--track-max-gap", type=int, default=4, help="frames a missed person keeps the id")
+    t.add_argument("--track-fill", action="store_true", help="pose interpolated boxes in bridged gaps")
+    t.add_argument("--track-motion", action="store_true", help="constant-velocity box prediction")
+    t.add_argument(
+        "--track-joint-threshold", type=float, default=0.25, help="joints scoring less are left out of MOTA"
+    )
     p.set_defaults(func=run)
 
 
@@ -51,6 +69,24 @@ def run(args: argparse.Namespace) -> int:
     # The clip the model was trained on: its T, the config's steps (T = 1 for a single-frame stage).
     clip = dataclasses.replace(cfg.data.clip, num_frames=model.num_frames)
     out = args.out or args.checkpoint.parent / f"test_{args.split}"
+    if args.track:
+        from cmpose.engine.testing_track import run_track_test, track_report_markdown, track_settings
+
+        report = run_track_test(
+            model,
+            data,
+            clip,
+            test,
+            out,
+            device,
+            amp_dtype(cfg.run.amp, device),
+            args.split,
+            track_settings(args),
+        )
+        dist.cleanup()
+        print(track_report_markdown(report))  # noqa: T201
+        print(f"written to {out}")  # noqa: T201
+        return 0
     report = run_test(model, data, clip, test, out, device, amp_dtype(cfg.run.amp, device), split=args.split)
     dist.cleanup()
     if report is not None:

@@ -7,11 +7,19 @@
   the ground truth; scores follow the box quality (IoU) with noise;
 - false positives: about 0.3 per frame, mostly with low scores, a few confident ones, plus
   detections of the tiny crowd inside ignore regions, and an occasional duplicate box.
+
+``cmpose synth`` runs it on every val frame, as a real detector runs on every frame of a video:
+``detections/val_boxes.json`` holds the labelled frames' boxes (what ``cmpose test`` uses),
+``detections/val_boxes_all_frames.json`` (``ALL_FRAMES_FILE``) those same boxes plus the
+unlabelled frames' (what ``cmpose test --track`` links into tracks). The unlabelled frames draw
+from a random stream of their own, so adding them left the labelled frames' boxes unchanged.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+ALL_FRAMES_FILE = "val_boxes_all_frames.json"
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
