@@ -52,7 +52,7 @@ class RehearsalData:
 
 def _plain(config: SynthConfig) -> dict[str, Any]:
     """The generator's settings as ``generate`` writes them to ``synth.json``."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    return config.as_json()
 
 
 def synth_config(

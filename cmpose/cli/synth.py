@@ -31,6 +31,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0,
         help="training videos added after the --videos ones (the val split stays the same)",
     )
+    p.add_argument(
+        "--version",
+        type=int,
+        default=1,
+        help="generator version: 1 (default) writes what it always wrote, byte for byte; 2 adds transient "
+        "1-3 frame events on labelled frames and the per-joint visible_dt (docs/synthetic.md)",
+    )
+    p.add_argument(
+        "--transient-ratio",
+        type=float,
+        default=0.5,
+        help="version 2: fraction of the labelled frames in the middle of a transient event (0..1)",
+    )
+    p.add_argument(
+        "--class-window",
+        type=int,
+        default=4,
+        help="version 2: frames searched either side of a labelled frame for visible_dt",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quality", type=int, default=90, help="JPEG quality")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -51,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             quality=args.quality,
             extra_train_videos=args.extra_train_videos,
+            version=args.version,
+            transient_ratio=args.transient_ratio,
+            class_window=args.class_window,
         )
     except ValueError as err:
         raise ConfigError(f"cmpose synth: {err}") from err
@@ -61,4 +83,7 @@ def run(args: argparse.Namespace) -> int:
         f"{s.labelled_frames} labelled, {s.people} people ({100 * s.hard_fraction:.0f} % hard: {hard}), "
         f"{s.detections} detector boxes; {s.seconds:.1f} s, {s.frames_per_second:.0f} frames/s"
     )
+    if s.visible_dt:  # version 2: labelled-frame joints by the distance to a frame showing them
+        dts = ", ".join(f"{k}: {v}" for k, v in s.counts()["visible_dt"].items())
+        print(f"joints by visible_dt (-1: not visible within {config.class_window} frames): {dts}")  # noqa: T201
     return 0

@@ -27,9 +27,10 @@ def _pad(values: np.ndarray, frame: np.ndarray, slot: np.ndarray, f0: int, n: in
 
 def _match_block(
     gxy: np.ndarray, gp: np.ndarray, head: np.ndarray, pxy: np.ndarray, pp: np.ndarray
-) -> np.ndarray:
-    """Labels (C, Pm, J) for one padded block of C frames: GT gxy (C, Gm, J, 2), gp (C, Gm, J),
-    head (C, Gm); predictions pxy (C, Pm, J, 2), pp (C, Pm, J)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (C, Pm, J) and the matched GT slot of each prediction (C, Pm), -1 for none, for one
+    padded block of C frames: GT gxy (C, Gm, J, 2), gp (C, Gm, J), head (C, Gm); predictions
+    pxy (C, Pm, J, 2), pp (C, Pm, J)."""
     # Distance over head size; poseval leaves it at +inf where either joint is missing.
     dx = gxy[:, None, :, :, 0] - pxy[:, :, None, :, 0]
     dy = gxy[:, None, :, :, 1] - pxy[:, :, None, :, 1]
@@ -51,7 +52,9 @@ def _match_block(
     p = best_pr[c, g]
     labels = np.zeros(pp.shape, dtype=bool)
     labels[c, p] = match[c, p, g]
-    return labels
+    slot = np.full(pp.shape[:2], -1, dtype=np.int64)
+    slot[c, p] = g
+    return labels, slot
 
 
 def match_people(
@@ -75,9 +78,24 @@ def match_people(
         PCKH_THRESHOLD head sizes of the same joint of the matched GT person. Every other predicted
         joint is a false positive.
     """
+    return assign_people(gt_frame, gt_xy, gt_present, gt_head, pr_frame, pr_xy, pr_present)[0]
+
+
+def assign_people(
+    gt_frame: np.ndarray,
+    gt_xy: np.ndarray,
+    gt_present: np.ndarray,
+    gt_head: np.ndarray,
+    pr_frame: np.ndarray,
+    pr_xy: np.ndarray,
+    pr_present: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``match_people``'s (P, J) labels, and (P,) the GT person (an index into the GT arrays) each
+    prediction is matched to, -1 for an unmatched one (per-class mAP, cmpose.eval.joint_classes)."""
     labels = np.zeros(pr_present.shape, dtype=bool)
+    matched = np.full(len(pr_frame), -1, dtype=np.int64)
     if len(gt_frame) == 0 or len(pr_frame) == 0:
-        return labels
+        return labels, matched
     n_frames = int(max(gt_frame.max(), pr_frame.max())) + 1
     n_gt = np.bincount(gt_frame, minlength=n_frames)
     n_pr = np.bincount(pr_frame, minlength=n_frames)
@@ -97,7 +115,7 @@ def match_people(
         if gm > 0 and pm > 0:
             gs, ps = slice(g_start[f0], g_start[f1]), slice(p_start[f0], p_start[f1])
             c = f1 - f0
-            block = _match_block(
+            block, slot = _match_block(
                 _pad(gt_xy[gs], gt_frame[gs], g_slot[gs], f0, c, gm),
                 _pad(gt_present[gs], gt_frame[gs], g_slot[gs], f0, c, gm),
                 _pad(gt_head[gs], gt_frame[gs], g_slot[gs], f0, c, gm),
@@ -105,5 +123,7 @@ def match_people(
                 _pad(pr_present[ps], pr_frame[ps], p_slot[ps], f0, c, pm),
             )
             labels[ps] = block[pr_frame[ps] - f0, p_slot[ps]]
+            g = slot[pr_frame[ps] - f0, p_slot[ps]]
+            matched[ps] = np.where(g >= 0, g_start[pr_frame[ps]] + g, -1)
         f0 = f1
-    return labels
+    return labels, matched

@@ -15,7 +15,7 @@ import numpy as np
 from cmpose.errors import DataError, EvaluationError
 from cmpose.eval.ap import joint_ap
 from cmpose.eval.formats import People, VideoFile, load_video
-from cmpose.eval.matching import match_people
+from cmpose.eval.matching import assign_people
 from cmpose.eval.regions import points_in_polygons
 from cmpose.keypoints import PT17_NAMES, SCORED_NAMES
 
@@ -44,6 +44,10 @@ class VideoScores:
     correct: np.ndarray  # (M, J) bool
     n_gt: np.ndarray  # (J,) annotated GT joints
     n_frames: int  # frames scored
+    # For per-class mAP (cmpose.eval.joint_classes), G scored GT people:
+    gt_rows: np.ndarray | None = None  # (G,) each one's row in the GT file's People
+    gt_present: np.ndarray | None = None  # (G, J) its annotated joints left after ignore regions
+    matched: np.ndarray | None = None  # (M,) the scored GT person each prediction matched, -1 none
 
 
 def pair_files(gt_dir: Path, pred_dir: Path) -> list[tuple[Path, Path]]:
@@ -119,7 +123,8 @@ def score_video(gt_file: Path, pred_file: Path) -> VideoScores:
     # before the ignore regions are applied.
     keep = gt.n_people > 0
     new_index = np.cumsum(keep) - 1
-    g = gt.people.take(np.flatnonzero(keep[gt.people.frame]))
+    g_rows = np.flatnonzero(keep[gt.people.frame])
+    g = gt.people.take(g_rows)
     p = pr.people.take(np.flatnonzero(keep[pr.people.frame]))
     _apply_ignore_regions(g, p, {f: r for f, r in gt.regions.items() if keep[f]})
     g_xy, g_present, _ = _first_surviving(g)
@@ -135,7 +140,7 @@ def score_video(gt_file: Path, pred_file: Path) -> VideoScores:
             record=g.record[k],
             field="bbox_head (PoseTrack2018) / x1,y1,x2,y2 (PoseTrack2017)",
         )
-    correct = match_people(
+    correct, matched = assign_people(
         new_index[g.frame[g_idx]],
         g_xy[g_idx],
         g_present[g_idx],
@@ -145,7 +150,14 @@ def score_video(gt_file: Path, pred_file: Path) -> VideoScores:
         p_present[p_idx],
     )
     return VideoScores(
-        p_score[p_idx], p_present[p_idx], correct, g_present[g_idx].sum(axis=0), int(keep.sum())
+        p_score[p_idx],
+        p_present[p_idx],
+        correct,
+        g_present[g_idx].sum(axis=0),
+        int(keep.sum()),
+        g_rows[g_idx],
+        g_present[g_idx],
+        matched,
     )
 
 

@@ -4,7 +4,7 @@ See docs/synthetic.md. ``generate(out, SynthConfig(...))`` writes a dataset that
 the data loader, ``cmpose data check`` and ``cmpose evaluate`` take exactly like real PoseTrack.
 """
 
-from cmpose.synth.config import HARD_LABELS, SynthConfig, SynthSummary
+from cmpose.synth.config import ALL_HARD_LABELS, HARD_LABELS, SynthConfig, SynthSummary
 from cmpose.synth.generate import generate
 
-__all__ = ["HARD_LABELS", "SynthConfig", "SynthSummary", "generate"]
+__all__ = ["ALL_HARD_LABELS", "HARD_LABELS", "SynthConfig", "SynthSummary", "generate"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# Hard-case labels, in the order they are written in an annotation's "hard" list.
+# Hard-case labels, in the order they are written in an annotation's "hard" list (the long events
+# of hard.py draw their kind from these). Version 2 adds "flash" (a transient over-exposed frame).
 HARD_LABELS: tuple[str, ...] = ("occlusion", "motion_blur", "defocus", "low_light", "truncation")
+ALL_HARD_LABELS: tuple[str, ...] = (*HARD_LABELS, "flash")
+VERSIONS = (1, 2)  # generator versions, see SynthConfig.version
 
 FPS = 25.0  # frame rate the motion programs are timed in (PoseTrack videos are 25-30 fps)
 MAX_FRAMES = 10000  # PoseTrack image ids hold the frame in 4 digits (video * 10^4 + frame)
@@ -63,6 +66,13 @@ class SynthConfig:
             ``videos + extra_train_videos - 1``. The val split depends only on ``videos`` and
             ``val_ratio``, so a larger training set keeps exactly the same val videos (and a
             number measured on it stays comparable).
+        version: 1 writes what the generator wrote before versions existed (byte for byte, same
+            seed same files); 2 adds transient events (below) and the per-joint ``visible_dt``.
+        transient_ratio: (version 2) about this fraction of the labelled frames is the middle of a
+            transient event lasting 1-3 frames (an object crossing a person, an object over one
+            limb, camera shake, defocus or a flash), at most one event per ``TRANSIENT_GAP`` frames.
+        class_window: (version 2) ``visible_dt`` looks this many frames either side of a labelled
+            frame for the nearest frame where a hidden joint is visible.
     """
 
     videos: int = 10
@@ -74,6 +84,9 @@ class SynthConfig:
     seed: int = 0
     quality: int = 90
     extra_train_videos: int = 0
+    version: int = 1
+    transient_ratio: float = 0.5
+    class_window: int = 4
 
     def __post_init__(self) -> None:
         self.people = parse_people(self.people)
@@ -92,6 +105,26 @@ class SynthConfig:
             raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}")
         _int_in("quality", self.quality, 1, 100)
         _int_in("extra_train_videos", self.extra_train_videos, 0, MAX_VIDEOS - self.videos)
+        if self.version not in VERSIONS or isinstance(self.version, bool):
+            raise ValueError(
+                f"version: expected one of {', '.join(map(str, VERSIONS))}, got {self.version!r}"
+            )
+        _fraction("transient_ratio", self.transient_ratio)
+        _int_in("class_window", self.class_window, 1, 50)
+
+    def as_json(self) -> dict:
+        """The settings as ``synth.json`` holds them. Version 1 leaves out the fields version 2
+        added, so that its synth.json stays byte-identical to the one written before versions
+        existed (no ``version`` key means version 1)."""
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if self.version == 1:
+            for name in _VERSION2_FIELDS:
+                del out[name]
+        return out
+
+    def hard_labels(self) -> tuple[str, ...]:
+        """The hard-case labels this version can write (version 1 never writes "flash")."""
+        return ALL_HARD_LABELS if self.version >= 2 else HARD_LABELS
 
     @property
     def total_videos(self) -> int:
@@ -110,6 +143,9 @@ class SynthConfig:
         return list(range(self.videos - n, self.videos))
 
 
+_VERSION2_FIELDS = ("version", "transient_ratio", "class_window")
+
+
 def _int_in(name: str, value: object, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ValueError(f"{name}: expected an integer in {lo}..{hi}, got {value!r}")
@@ -125,7 +161,9 @@ class SynthSummary:
     """What ``generate`` wrote.
 
     ``hard_counts`` counts annotated person-frames per hard label; ``hard_fraction`` is the
-    fraction of annotated person-frames with at least one label.
+    fraction of annotated person-frames with at least one label. ``visible_dt`` (version 2)
+    counts the annotated joints of labelled frames by their ``visible_dt`` value ("0" visible,
+    "1".. ``class_window`` nearest visible frame, "-1" not visible within the window).
     """
 
     out: Path
@@ -137,6 +175,7 @@ class SynthSummary:
     hard_people: int = 0
     hard_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(HARD_LABELS, 0))
     detections: int = 0
+    visible_dt: dict[str, int] | None = None
     seconds: float = 0.0
 
     @property
@@ -158,4 +197,12 @@ class SynthSummary:
             "hard_people": self.hard_people,
             "hard_counts": dict(self.hard_counts),
             "detections": self.detections,
-        }
+        } | (
+            {}
+            if self.visible_dt is None
+            else {"visible_dt": dict(sorted(self.visible_dt.items(), key=_int_key))}
+        )
+
+
+def _int_key(item: tuple[str, int]) -> int:
+    return int(item[0])

@@ -2,7 +2,8 @@
 
 Draw order: background (through the camera), the far-away crowd, distractors, then people and
 occluders from far to near, motion blur on a person's fast limbs right after that person is
-drawn (so whoever is in front stays sharp), then the frame-wide defocus and low light.
+drawn (so whoever is in front stays sharp), then the frame-wide defocus and low light, then the
+one-frame effects of version 2's transient events (shake, defocus, flash).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import cv2
 import numpy as np
 
 from cmpose.keypoints import JOINT_INDEX, NUM_JOINTS
-from cmpose.synth import hard
-from cmpose.synth.config import HARD_LABELS
+from cmpose.synth import hard, transient
+from cmpose.synth.config import ALL_HARD_LABELS
 from cmpose.synth.plan import Person, VideoPlan
 from cmpose.synth.render import Canvas, draw_person, head_ellipse
 from cmpose.synth.scene import draw_object
@@ -126,6 +127,9 @@ def render_frame(plan: VideoPlan, t: int, only: int | None = None) -> FrameRende
             image = hard.low_light(image, ev.strength, plan.noise, offset)
         if ev.kind in hard.FRAME_LEVEL:
             frame_labels.append(ev.kind)
+    for tev in (e for e in plan.transients if e.active(t) and e.frame_label):  # version 2 only
+        image = transient.frame_effect(image, tev)
+        frame_labels.append(tev.frame_label)
     people = []
     for k, person in enumerate(plan.people):
         labels = set(frame_labels) | ({"motion_blur"} if k in blurred else set())
@@ -166,7 +170,7 @@ def _annotate(
         labels = labels | {"occlusion"}
     if (SCORED & ~inside).any():
         labels = labels | {"truncation"}
-    ordered = tuple(lab for lab in HARD_LABELS if lab in labels)
+    ordered = tuple(lab for lab in ALL_HARD_LABELS if lab in labels)
     return PersonFrame(person.track_id, kp, visible.astype(np.int64), box, head_box(person, t), ordered)
 
 

@@ -1,15 +1,16 @@
 """Write a synthetic dataset in the PoseTrack2018 layout.
 
 ``OUT/images/<split>/<video>/NNNNNN.jpg``, ``OUT/annotations/<split>/<video>.json`` (PoseTrack18
-fields plus ``hard`` and ``visible`` per person), ``OUT/detections/val_boxes.json`` (simulated
-detector boxes on the labelled val frames) and ``OUT/synth.json`` (the config and the counts).
+fields plus ``hard`` and ``visible`` per person, and ``visible_dt`` in version 2),
+``OUT/detections/val_boxes.json`` (simulated detector boxes on the labelled val frames),
+``OUT/detections/val_boxes_all_frames.json`` (the same boxes plus the detector on every unlabelled
+val frame, for tracking) and ``OUT/synth.json`` (the config and the counts).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -18,9 +19,10 @@ from tqdm import tqdm
 
 from cmpose.eval.writer import PT18_CATEGORY
 from cmpose.synth.config import SynthConfig, SynthSummary
-from cmpose.synth.detections import detect_frame
-from cmpose.synth.frame import SCORED, FrameRender, extent, render_frame
+from cmpose.synth.detections import ALL_FRAMES_FILE, detect_frame
+from cmpose.synth.frame import SCORED, FrameRender, PersonFrame, extent, render_frame
 from cmpose.synth.plan import VideoPlan, plan_video
+from cmpose.synth.transient import visible_dt
 from cmpose.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -54,10 +56,13 @@ def _image_entry(plan: VideoPlan, t: int, frame: FrameRender | None) -> dict:
     }
 
 
-def _annotations(plan: VideoPlan, t: int, frame: FrameRender) -> list[dict]:
+def _annotations(
+    plan: VideoPlan, t: int, people: list[PersonFrame], dts: list[np.ndarray] | None
+) -> list[dict]:
+    """The people of labelled frame t; ``dts`` (version 2) holds each one's ``visible_dt``."""
     iid = image_id(plan.number, t)
     out = []
-    for k, p in enumerate(frame.people):
+    for k, p in enumerate(people):
         out.append(
             {
                 "bbox_head": _r(p.head_box),
@@ -74,18 +79,25 @@ def _annotations(plan: VideoPlan, t: int, frame: FrameRender) -> list[dict]:
                 "visible": [int(v) for v in p.visible],
                 "hard": list(p.hard),
             }
+            | ({} if dts is None else {"visible_dt": [int(d) for d in dts[k]]})
         )
     return out
 
 
 def write_video(
     out: Path, plan: VideoPlan, config: SynthConfig, summary: SynthSummary, bar: tqdm
-) -> list[dict]:
-    """Render and write one video; returns its detections (val) or [] (train)."""
+) -> tuple[list[dict], list[dict]]:
+    """Render and write one video; returns its detections on the labelled frames and on every
+    frame (val), or two empty lists (train)."""
     folder = out / "images" / plan.split / plan.name
     folder.mkdir(parents=True, exist_ok=True)
-    images, annotations, detections = [], [], []
+    images, annotations, detections, every_frame = [], [], [], []
+    seen: list[dict[int, np.ndarray]] = []  # per frame: track id -> (17,) visible flags
+    labelled_people: list[tuple[int, list[PersonFrame]]] = []
     det_rng = np.random.default_rng((config.seed, plan.index, 1))  # independent of the drawing
+    # Unlabelled frames draw from a stream of their own, so the labelled frames' boxes (and
+    # val_boxes.json) are the same as before every-frame detections existed.
+    unlabelled_rng = np.random.default_rng((config.seed, plan.index, 2))
     for t in range(plan.n_frames):
         frame = render_frame(plan, t)
         ok, jpg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, config.quality])
@@ -93,21 +105,54 @@ def write_video(
             raise RuntimeError(f"JPEG encoding failed for {folder / f'{t:06d}.jpg'}")
         (folder / f"{t:06d}.jpg").write_bytes(jpg.tobytes())
         images.append(_image_entry(plan, t, frame))
+        seen.append({p.track_id: p.visible.astype(bool) for p in frame.people})
         if plan.labelled[t]:
-            annotations += _annotations(plan, t, frame)
+            labelled_people.append((t, frame.people))
             summary.labelled_frames += 1
             summary.people += len(frame.people)
             for p in frame.people:
                 summary.hard_people += bool(p.hard)
                 for label in p.hard:
                     summary.hard_counts[label] += 1
-            if plan.split == "val":
-                detections += _detect(det_rng, plan, t, frame)
+        if plan.split == "val":
+            dets = _detect(det_rng if plan.labelled[t] else unlabelled_rng, plan, t, frame)
+            detections += dets if plan.labelled[t] else []
+            every_frame += dets
         summary.frames += 1
         bar.update(1)
-    data = {"categories": [PT18_CATEGORY], "images": images, "annotations": annotations}
+    # After the loop: visible_dt looks at the frames after a labelled one too.
+    for t, people in labelled_people:
+        dts = _visible_dts(plan, config, summary, seen, t, people)
+        annotations += _annotations(plan, t, people, dts)
+    # info.generator: the marker that tells a trainer (and cmpose infer) the data is synthetic.
+    data = {
+        "info": {"generator": "cmpose synth"},
+        "categories": [PT18_CATEGORY],
+        "images": images,
+        "annotations": annotations,
+    }
     atomic_write_json(out / "annotations" / plan.split / f"{plan.name}.json", data, indent=None)
-    return detections
+    return detections, every_frame
+
+
+def _visible_dts(
+    plan: VideoPlan,
+    config: SynthConfig,
+    summary: SynthSummary,
+    seen: list[dict[int, np.ndarray]],
+    t: int,
+    people: list[PersonFrame],
+) -> list[np.ndarray] | None:
+    """Version 2: each person's ``visible_dt`` at labelled frame t, counted into the summary."""
+    if config.version < 2:
+        return None
+    dts = [visible_dt(seen, t, p.track_id, p.keypoints[:, 2] > 0, config.class_window) for p in people]
+    counts = summary.visible_dt if summary.visible_dt is not None else {}
+    for d, p in zip(dts, people, strict=True):
+        for value in d[p.keypoints[:, 2] > 0].tolist():
+            counts[str(value)] = counts.get(str(value), 0) + 1
+    summary.visible_dt = counts
+    return dts
 
 
 def _detect(rng: np.random.Generator, plan: VideoPlan, t: int, frame: FrameRender) -> list[dict]:
@@ -123,8 +168,9 @@ def _warn_stale(out: Path, summary: SynthSummary) -> None:
     """Files of an earlier, larger run are not deleted (never remove what we did not write): say so."""
     written = {f"{n}.json" for n in summary.train_videos + summary.val_videos}
     stale = sorted(p for p in (out / "annotations").glob("*/*.json") if p.name not in written)
-    if not summary.val_videos and (out / "detections" / "val_boxes.json").exists():
-        stale.append(out / "detections" / "val_boxes.json")
+    for name in ("val_boxes.json", ALL_FRAMES_FILE):
+        if not summary.val_videos and (out / "detections" / name).exists():
+            stale.append(out / "detections" / name)
     if stale:
         log.warning(
             "%s holds %d annotation/detection files this run did not write (e.g. %s): an earlier run's? "
@@ -141,19 +187,22 @@ def generate(out: Path, config: SynthConfig, progress: bool = True) -> SynthSumm
     out = Path(out)
     start = time.perf_counter()
     val = set(config.val_videos())
-    summary = SynthSummary(out=out)
+    summary = SynthSummary(out=out, hard_counts=dict.fromkeys(config.hard_labels(), 0))
     detections: list[dict] = []
+    every_frame: list[dict] = []
     with tqdm(total=config.total_frames, desc="synth", unit="frame", disable=not progress) as bar:
         for index in range(config.total_videos):
             plan = plan_video(index, config, "val" if index in val else "train")
             (summary.val_videos if plan.split == "val" else summary.train_videos).append(plan.name)
-            detections += write_video(out, plan, config, summary, bar)
+            labelled, every = write_video(out, plan, config, summary, bar)
+            detections += labelled
+            every_frame += every
     if val:
         atomic_write_json(out / "detections" / "val_boxes.json", detections, indent=None)
+        atomic_write_json(out / "detections" / ALL_FRAMES_FILE, every_frame, indent=None)
     summary.detections = len(detections)
     _warn_stale(out, summary)
-    config_json = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
-    atomic_write_json(out / "synth.json", {"config": config_json, "counts": summary.counts()})
+    atomic_write_json(out / "synth.json", {"config": config.as_json(), "counts": summary.counts()})
     summary.seconds = time.perf_counter() - start
     log.info(
         "wrote %d videos (%d train, %d val), %d frames, %d labelled people (%.0f %% with a hard case) to %s "

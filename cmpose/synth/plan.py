@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cmpose.synth import hard
+from cmpose.synth import hard, transient
 from cmpose.synth.config import FPS, SynthConfig
 from cmpose.synth.motion import plan_motion
 from cmpose.synth.render import Style, sample_style
@@ -88,6 +88,8 @@ class VideoPlan:
     occluders: list[SceneObject]
     events: list[hard.HardEvent]
     noise: np.ndarray | None  # low-light sensor noise field, when the video has low light
+    # Version 2: short events around labelled frames (their objects are in ``occluders``).
+    transients: list[transient.TransientEvent] = field(default_factory=list)
 
 
 def _scale(rng: np.random.Generator, depth: float, height: int) -> tuple[float, float]:
@@ -195,10 +197,26 @@ def plan_video(index: int, config: SynthConfig, split: str) -> VideoPlan:
     name = f"{number:06d}_mpii_{'train' if split == 'train' else 'test'}"
     t = np.arange(T)
     labelled = np.ones(T, bool) if split == "train" else t % 4 == 0
+    transients: list[transient.TransientEvent] = []
+    if config.version >= 2:
+        # A stream of its own (after the detector's (seed, i, 1) and its unlabelled frames'
+        # (seed, i, 2)): version 2 videos are version 1's plus the transient events.
+        t_rng = np.random.default_rng((config.seed, index, 3))
+        transients = transient.schedule(
+            t_rng, labelled, config.transient_ratio, [p.joints for p in people], config.size
+        )
+        occluders += transient.objects(
+            t_rng,
+            transients,
+            [p.world(p.joints3d) for p in people],
+            [p.height for p in people],
+            [p.ground for p in people],
+            [p.depth for p in people],
+        )
     return VideoPlan(
         index=index, name=name, number=number, split=split, size=config.size, n_frames=T, labelled=labelled,
         seed=config.seed, camera=camera, background=background, people=people, crowd=crowd,
-        distractors=distractors, occluders=occluders, events=events, noise=noise,
+        distractors=distractors, occluders=occluders, events=events, noise=noise, transients=transients,
     )  # fmt: skip
 
 

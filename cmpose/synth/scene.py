@@ -135,7 +135,8 @@ class SceneObject:
     """A rigid object moving in world pixels: ``kind`` (ball, box, triangle, disc, pole, crate,
     board, bush, panel), centre x (T,) and bottom y (T,), width and height, colour, depth (the
     people's draw order scale: objects with a larger depth are drawn over people with a smaller
-    one), and its own random shape details (``seed``)."""
+    one), its own random shape details (``seed``) and, for an object that is there only in some
+    frames (a transient event's), ``present`` (T,) bool."""
 
     kind: str
     x: np.ndarray
@@ -145,6 +146,7 @@ class SceneObject:
     colour: tuple[int, int, int]
     depth: float
     seed: int = 0
+    present: np.ndarray | None = None
 
 
 def make_distractors(
@@ -168,6 +170,8 @@ def make_distractors(
 
 def draw_object(canvas: Canvas, obj: SceneObject, camera: Camera, t: int) -> None:
     """Draw an object at frame t (owner value: whatever the canvas holds)."""
+    if obj.present is not None and not obj.present[t]:
+        return
     z = camera.zoom[t]
     base = camera.to_image(np.array([obj.x[t], obj.y[t]]), t)
     w, h = obj.width * z, obj.height * z
