@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from cmpose.data.config import AugmentConfig, ClipConfig, CropConfig, GapFillConfig, LoaderConfig
-from cmpose.data.dataset import PoseTrackClipDataset
+from cmpose.data.dataset import CropCorruption, PoseTrackClipDataset
 from cmpose.data.detections import load_detections
 from cmpose.data.problems import Problems
 from cmpose.data.readers import read_annotations
@@ -33,13 +33,15 @@ def build_clip_dataset(
     image_root: Path | None = None,
     pt17_layout: str = "original",
     seed: int = 0,
+    corrupt: CropCorruption | None = None,
 ) -> PoseTrackClipDataset:
     """Read annotations and pick the samples.
 
     Training: GT people with at least ``loader.min_keypoints`` annotated joints. Testing: GT
     boxes of every person, or, with ``detections``, the detector boxes scoring at least
     ``loader.det_score_threshold`` on the labelled frames, plus the boxes ``gap_fill`` adds.
-    Skipped items are logged with counts.
+    Skipped items are logged with counts. ``corrupt`` (``cmpose robustness``) is handed to the
+    dataset, which applies it to every sample's crops.
     """
     problems = Problems()
     data = read_annotations(annotations, image_root, problems, pt17_layout=pt17_layout)
@@ -59,7 +61,15 @@ def build_clip_dataset(
     problems.log_summary(str(annotations))
     log.info("%d samples from %d videos (%s)", len(samples), len(data.videos), "train" if train else "test")
     return PoseTrackClipDataset(
-        samples, data.videos, train=train, clip=clip, crop=crop, augment=augment, loader=loader, seed=seed
+        samples,
+        data.videos,
+        train=train,
+        clip=clip,
+        crop=crop,
+        augment=augment,
+        loader=loader,
+        seed=seed,
+        corrupt=corrupt,
     )
 
 

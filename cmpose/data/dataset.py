@@ -9,7 +9,7 @@ whatever the number of workers; call ``set_epoch`` before each epoch's iterator 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 # Half-body crops are grown x1.5 around the chosen joints (HRNet's half_body_transform).
 HALF_BODY_PADDING = 1.5
 
+# A test-time corruption of a sample's crops (``cmpose robustness``): called with the (T, H, W, 3)
+# uint8 BGR crops (keyframe at T // 2), the sample index, its record and the (3, 3) image -> crop
+# affine; returns the corrupted crops. Seeded by the index, so workers and order do not matter.
+CropCorruption = Callable[[np.ndarray, int, PersonRecord, np.ndarray], np.ndarray]
+
 
 class PoseTrackClipDataset(TorchDataset):
     """Clips for top-down video pose estimation.
@@ -45,6 +50,7 @@ class PoseTrackClipDataset(TorchDataset):
         augment: augmentation ranges (used only when ``train``).
         loader: decode cache and decode reduction settings.
         seed: base seed of the per-sample generators.
+        corrupt: an optional ``CropCorruption`` applied to the crops before normalisation.
 
     Each item is a dict:
         clip: (T, 3, H, W) float32, normalised RGB, frames in temporal order;
@@ -66,6 +72,7 @@ class PoseTrackClipDataset(TorchDataset):
         augment: AugmentConfig | None = None,
         loader: LoaderConfig | None = None,
         seed: int = 0,
+        corrupt: CropCorruption | None = None,
     ) -> None:
         self.samples = list(samples)
         self.videos = videos
@@ -75,6 +82,7 @@ class PoseTrackClipDataset(TorchDataset):
         self.augment = augment or AugmentConfig()
         self.loader = loader or LoaderConfig()
         self.seed = seed
+        self.corrupt = corrupt
         self.epoch = 0
         missing = {s.video_id for s in self.samples} - set(videos)
         if missing:
@@ -150,6 +158,8 @@ class PoseTrackClipDataset(TorchDataset):
                 flags=cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_CONSTANT,
             )
+        if self.corrupt is not None:
+            crops = self.corrupt(crops, index, person, to_crop)
         clip = color_normalize(crops, params, self._mean, self._std)
 
         kps = person.keypoints

@@ -21,9 +21,11 @@ from tqdm import tqdm
 
 from cmpose.data.build import build_clip_dataset, worker_context, worker_init
 from cmpose.data.config import ClipConfig
+from cmpose.data.dataset import CropCorruption
 from cmpose.engine import dist
 from cmpose.engine.config import DataConfig, TestConfig
 from cmpose.engine.predict import decode_to_image, predict_clips
+from cmpose.eval.joint_classes import class_markdown, clip_window, evaluate_by_class
 from cmpose.eval.posetrack import evaluate, format_table
 from cmpose.eval.subsets import write_frame_subset
 from cmpose.eval.writer import PersonPrediction, write_prediction_dir
@@ -138,9 +140,11 @@ def run_test(
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
     split: str = "val",
+    corrupt: CropCorruption | None = None,
 ) -> dict[str, Any] | None:
     """Test ``model`` on ``split``; returns (on rank 0) {"all": report, "hard": report or None}
-    and writes predictions/, report.json and report.md under ``out_dir``."""
+    and writes predictions/, report.json and report.md under ``out_dir``. ``corrupt`` (``cmpose
+    robustness``) corrupts every sample's crops; None tests the clean frames."""
     ann, dets = split_paths(data, split)
     use_dets = test.boxes == "detections" and dets is not None
     if test.boxes == "detections" and dets is None:
@@ -156,6 +160,7 @@ def run_test(
         gap_fill=test.gap_fill,
         image_root=resolve_path(data.root, data.image_root),
         pt17_layout=data.pt17_layout,
+        corrupt=corrupt,
     )
     people = predict_people(model, dataset, test, device, amp_dtype)
     gathered = dist.gather_objects(people)
@@ -171,6 +176,10 @@ def run_test(
     hard_gt = Path(out_dir) / "gt_hard"
     if write_frame_subset(gt_dir, hard_gt, lambda ann: bool(ann.get("hard"))):
         report["hard"] = evaluate(hard_gt, pred_dir)
+    # Per joint class (GT with visible_dt, cmpose synth --version 2); the window follows the clip.
+    by_class = evaluate_by_class(gt_dir, pred_dir, clip_window(clip.num_frames, clip.test_step))
+    if by_class is not None:
+        report["joint_classes"] = by_class
     atomic_write_json(Path(out_dir) / "report.json", report)
     atomic_write_bytes(Path(out_dir) / "report.md", report_markdown(report).encode())
     return report
@@ -187,6 +196,7 @@ def report_markdown(report: dict[str, Any]) -> str:
             "```",
         ]
         lines += [format_table(report["hard"]), "```"]
+    lines += class_markdown(report.get("joint_classes"))
     return "\n".join(lines) + "\n"
 
 
