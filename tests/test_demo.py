@@ -1,12 +1,9 @@
-"""``cmpose demo`` and ``cmpose ablate`` plumbing: the demo's time plan, the ablation variants and
-their token counts, ``--set`` overrides of list entries, and one end-to-end demo run on a tiny
-model and a tiny synthetic dataset."""
+"""``cmpose demo`` plumbing: the demo's time plan, ``--set`` overrides of list entries, and one
+end-to-end demo run on a tiny model and a tiny synthetic dataset (``cmpose ablate``: test_ablate.py)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -16,14 +13,9 @@ from tiny_configs import TINY_CROP, TINY_MODEL
 
 from cmpose.config import apply_overrides, from_dict, load_config
 from cmpose.demo import DemoPlan, plan_stages, run_demo
-from cmpose.engine.ablate import VARIANTS, refinement_tokens, variant_config
-from cmpose.engine.config import ExperimentConfig, StageConfig
-from cmpose.engine.stages import build_stage_model
+from cmpose.engine.config import ExperimentConfig
 from cmpose.errors import ConfigError
 from cmpose.synth import SynthConfig
-
-J = 17
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -96,9 +88,6 @@ def test_plan_stages_needs_one_share_per_stage(cfg) -> None:
         plan_stages(cfg, DemoPlan(shares=(0.25,) * 4), 600.0)
 
 
-# --- ablation variants -------------------------------------------------------------------------------------
-
-
 def test_demo_plan_adds_training_videos_with_the_budget() -> None:
     base = DemoPlan().synth
     for minutes, extra in ((5.0, 0), (10.0, 0), (40.0, 240), (120.0, 880), (600.0, 880)):
@@ -114,68 +103,6 @@ def test_demo_plan_refuses_a_showcase_with_the_data_seed() -> None:
     with pytest.raises(ValueError, match="seed"):
         DemoPlan(synth=SynthConfig(seed=1))  # the default showcase has seed 1
     assert DemoPlan(synth=SynthConfig(seed=1), showcase=None).showcase is None
-
-
-def test_variant_configs(cfg, tmp_path: Path) -> None:
-    init = tmp_path / "pretrain" / "final.pt"
-    by_name = {name: variant_config(cfg, name, epochs=4, fte_epochs=1, init=init) for name in VARIANTS}
-    for v in by_name.values():
-        assert v.run.init == str(init) and v.run.val_every == 0
-        assert v.data == cfg.data and v.optim == cfg.optim and v.run.seed == cfg.run.seed
-    a = by_name["a_single"]
-    assert [(s.kind, s.epochs) for s in a.stages] == [("single", 4)]
-    aux = {n: (v.model.aux.mask, v.model.aux.noise) for n, v in by_name.items()}
-    assert aux["b_temporal"] == (False, False)
-    assert aux["c_mask"] == (True, False)
-    assert aux["d_mask_noise"] == (True, True)
-    for n in ("b_temporal", "c_mask", "d_mask_noise"):
-        assert [(s.kind, s.epochs) for s in by_name[n].stages] == [("mcl", 4)]
-    e = by_name["e_cmpose"]
-    assert [(s.kind, s.epochs) for s in e.stages] == [("mcl", 3), ("fte", 1)]
-    assert sum(s.epochs for s in e.stages) == 4
-    assert e.stages[-1].lr == cfg.stages[-1].lr
-    assert (e.model.aux.mask, e.model.aux.noise) == (cfg.model.aux.mask, cfg.model.aux.noise)
-    # the models the variants build
-    b_model = build_stage_model(by_name["b_temporal"], by_name["b_temporal"].stages[0])
-    assert b_model.aux_mask is None and b_model.aux_noise is None and b_model.encoder is not None
-    c_model = build_stage_model(by_name["c_mask"], by_name["c_mask"].stages[0])
-    assert c_model.aux_mask is not None and c_model.aux_noise is None
-    # the input config is untouched
-    assert len(cfg.stages) == 3 and cfg.model.aux.mask and cfg.run.init is None
-
-
-@pytest.mark.parametrize("fte_epochs", [0, 4, 5, -1])
-def test_variant_e_needs_fte_epochs_inside_the_total(cfg, tmp_path: Path, fte_epochs: int) -> None:
-    with pytest.raises(ValueError, match="fte_epochs"):
-        variant_config(cfg, "e_cmpose", epochs=4, fte_epochs=fte_epochs, init=tmp_path / "x.pt")
-
-
-def test_refinement_tokens(cfg) -> None:
-    # 48x64 crop, stride 16: a 4 x 3 token grid, N = 12; T = 3 -> L = 36.
-    N, T = 12, 3
-    L = T * N
-    K = math.ceil(0.5 * L)  # keep ratio 0.5 -> 18
-    M = math.ceil(0.25 * (L - K))  # cluster ratio 0.25 of the 18 others -> 5
-    assert (K, M) == (18, 5)
-    single = StageConfig(name="s", kind="single")
-    mcl = StageConfig(name="m", kind="mcl")
-    fte = StageConfig(name="f", kind="fte")
-    assert refinement_tokens(cfg, single) == N
-    assert refinement_tokens(cfg, mcl) == J + L
-    assert refinement_tokens(cfg, fte) == J + K + M == 40
-    fte_cfg = dataclasses.replace(cfg.model.fte, cluster=False)
-    no_cluster = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, fte=fte_cfg))
-    assert refinement_tokens(no_cluster, fte) == J + K
-    # the FTE model really keeps K tokens and forms M clusters
-    model = build_stage_model(cfg, fte).eval()
-    with torch.no_grad():
-        out = model(torch.randn(2, T, 3, 64, 48, generator=torch.Generator().manual_seed(0)))
-    assert out["kept_idx"].shape == (2, K)
-    ids = out["cluster_ids"]
-    assert ids.shape == (2, T, 4, 3)
-    assert int((ids == -1).sum()) == 2 * K
-    for b in range(2):
-        assert len(torch.unique(ids[b][ids[b] >= 0])) == M
 
 
 # --- --set on list entries -----------------------------------------------------------------------------
