@@ -10,6 +10,7 @@ and timm's ``create_model``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -17,7 +18,11 @@ from cmpose.config import apply_overrides, from_dict, load_config, to_dict
 from cmpose.demo import CONFIG_DIR
 from cmpose.engine.config import ExperimentConfig, StageConfig
 from cmpose.errors import ConfigError
+from cmpose.export.to_onnx import ExportResult
 from cmpose.models.cmpose import CMPose
+
+if TYPE_CHECKING:
+    from cmpose.infer.weights import InferenceModel
 
 
 def packaged_configs() -> list[str]:
@@ -120,3 +125,158 @@ def load_weights(model: CMPose, checkpoint: str | Path) -> None:
         load_previous_stage(model, obj.get("ema") or obj["model"], str(checkpoint))  # as cmpose test
     else:
         load_init(model, str(checkpoint), state_dict_of(obj, checkpoint))
+
+
+def export_onnx(
+    checkpoint: str | Path | None,
+    onnx_path: str | Path,
+    *,
+    config: str | Path | ExperimentConfig | None = None,
+    stage: str | None = None,
+    overrides: list[str] | None = None,
+    batch: int | None = None,
+    opset: int | None = None,
+    check: bool = False,
+    benchmark: bool = False,
+) -> ExportResult:
+    """Export a model's inference graph (clip (B, T, 3, H, W) -> heatmaps (B, J, Hh, Wh)) as ONNX,
+    written atomically; ``cmpose export`` (docs/inference.md, "Export"). Needs ``cmpose[onnx]``.
+
+    Args:
+        checkpoint: a cmpose training checkpoint (its config builds the model, as ``cmpose test``);
+            with ``config``, anything ``init_model`` loads (a ViTPose ``.pth``, a stage-1
+            checkpoint for a stage-2 model, ...) or None for initial weights.
+        onnx_path: the ``.onnx`` file to write.
+        config, stage, overrides: build the model from this config instead (``init_model``).
+        batch: None = dynamic batch axis; else the batch size fixed in the graph.
+        opset: ONNX opset (default ``cmpose.export.to_onnx.DEFAULT_OPSET``, 18).
+        check: run the file in onnxruntime on random clips (batch 1 and 3, or ``batch``) and put
+            the largest heatmap difference to PyTorch in ``max_abs_diff``.
+        benchmark: time both on the CPU (batch 1 or ``batch``; median of 5 runs after 2 warm-up
+            runs, in this process) into ``latency``.
+
+    Raises:
+        ExportError: missing packages, a bad option or a model over 2 GiB. ConfigError /
+            CheckpointError: as ``init_model`` / ``cmpose test``.
+    """
+    from cmpose.engine.testing import load_trained_model
+    from cmpose.export.graph import model_kind
+    from cmpose.export.to_onnx import (
+        DEFAULT_OPSET,
+        ExportError,
+        clip_shape,
+        export_model,
+        metadata_props,
+        write_onnx,
+    )
+
+    path = Path(onnx_path)
+    if path.suffix.lower() != ".onnx":
+        raise ExportError(f"{path}: the output must be a .onnx file")
+    if config is None:
+        if stage is not None or overrides:
+            raise ConfigError("a stage or --set overrides need a config (--config)")
+        if checkpoint is None:
+            raise ConfigError("give a cmpose checkpoint, or a config to build the model from")
+        model, cfg = load_trained_model(Path(checkpoint))
+    else:
+        cfg = resolve_config(config, overrides)
+        model = init_model(cfg, checkpoint, stage=stage)
+    crop, opset = cfg.data.crop, DEFAULT_OPSET if opset is None else opset
+    data = export_model(
+        model, crop.image_size, batch=batch, opset=opset, metadata=metadata_props(model, crop)
+    )
+    write_onnx(path, data)
+    b: int | str = batch or "batch"
+    Hh, Wh = model.heatmap_size
+    result = ExportResult(
+        path=path,
+        kind=model_kind(model),
+        opset=opset,
+        batch=batch,
+        input_shape=(b, *clip_shape(model, crop.image_size, 1)[1:]),
+        output_shape=(b, cfg.model.num_joints, Hh, Wh),
+        num_bytes=len(data),
+    )
+    if check or benchmark:
+        from cmpose.export.verify import max_abs_diff, median_latency, ort_session
+
+        session = ort_session(data)
+        if check:
+            result.max_abs_diff = max_abs_diff(session, model, crop.image_size, [batch] if batch else [1, 3])
+        if benchmark:
+            result.latency = median_latency(session, model, crop.image_size, batch or 1)
+    return result
+
+
+# --- video inference ------------------------------------------------------------------------------
+def load_inference_model(
+    checkpoint: str | Path,
+    config: str | Path | ExperimentConfig | None = None,
+    *,
+    overrides: list[str] | None = None,
+    device: str | torch.device = "cpu",
+) -> InferenceModel:
+    """A model for video inference from any supported checkpoint: a ``cmpose train`` checkpoint
+    (the model it was trained as, its own config), or an outside file that ``init_model``
+    imports (ViTPose classic / simple head, mmpose 1.x, a ``cmpose convert`` output): the
+    single-frame model of ``config`` (default ``posetrack18_vitb``) fitted to the file's ViT
+    size and head, with COCO's joint order. See ``cmpose.infer.weights``."""
+    from cmpose.infer.weights import load_inference_model as load
+
+    return load(checkpoint, config, overrides=overrides, device=device)
+
+
+def infer_video(
+    model: str | Path | InferenceModel,
+    video: str | Path,
+    out_dir: str | Path = "outputs/infer",
+    *,
+    config: str | Path | ExperimentConfig | None = None,
+    overrides: list[str] | None = None,
+    boxes: str = "hog",
+    formats: str | tuple[str, ...] = "all",
+    device: str | torch.device = "cpu",
+    **options: Any,
+) -> dict[str, Any]:
+    """Pose estimation and tracking on a video (a file or a folder of frames): what
+    ``cmpose infer`` does.
+
+    Args:
+        model: a checkpoint path (see ``load_inference_model``) or a loaded ``InferenceModel``.
+            A model trained only on synthetic data is warned about, once.
+        video: the input; out_dir: where the outputs go.
+        config, overrides: outside weights only: the config of crop, clip and test settings
+            and its ``--set`` strings.
+        boxes: ``hog``, ``gt:ANNOTATION.json`` or a detections file (``cmpose.infer.detect``).
+        formats: a comma list or tuple of ``mp4, jsonl, posetrack, coco``, or ``"all"``.
+        device: where the model runs.
+        options: the rest of ``cmpose.infer.pipeline.infer_video``'s keywords (``flip_test``,
+            ``amp``, ``max_frames``, ``fps``, ``token_maps_every``, ``batch_size``,
+            ``score_threshold``, ``min_score``).
+
+    Returns:
+        the measured numbers (frames, fps, ...) and ``outputs``: format -> written path.
+    """
+    from cmpose.infer.outputs import parse_formats
+    from cmpose.infer.pipeline import infer_video as run
+    from cmpose.infer.weights import InferenceModel, warn_training_data
+
+    wanted = parse_formats(formats) if isinstance(formats, str) else parse_formats(",".join(formats))
+    loaded = (
+        model
+        if isinstance(model, InferenceModel)
+        else load_inference_model(model, config, overrides=overrides, device=device)
+    )
+    warn_training_data(loaded)
+    _, stats = run(
+        loaded.model,
+        loaded.cfg,
+        Path(video),
+        Path(out_dir),
+        boxes=boxes,
+        device=str(device),
+        formats=wanted,
+        **options,
+    )
+    return stats

@@ -21,6 +21,13 @@ from cmpose.utils.io import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 
+# The demo's closing words (summary.md and the log): the model has only seen synthetic figures.
+SYNTHETIC_NOTE = (
+    "This model was trained only on synthetic data (cmpose synth figures): its poses on real "
+    "footage (e.g. --video) are not meaningful. For real videos run `cmpose infer VIDEO --checkpoint "
+    "vitpose-b.pth` with ViTPose COCO weights (docs/inference.md, 'Real weights')."
+)
+
 
 def token_picture(model: Any, cfg: ExperimentConfig, out_png: Path, num_people: int = 4) -> Path | None:
     """TCIS importance and cluster maps over the crops of a few val people (hard ones first)."""
@@ -162,7 +169,9 @@ def write_summary(
     if plain:
         lines += ["", f"The detector's boxes as given (no gap filling): {summary_line(plain)}."]
     lines += ["", "Pictures: " + ", ".join(f"[{k}]({v})" for k, v in pictures.items())]
+    lines += ["", SYNTHETIC_NOTE]
     atomic_write_bytes(out / "summary.md", ("\n".join(lines) + "\n").encode())
+    log.warning(SYNTHETIC_NOTE)
     return summary
 
 

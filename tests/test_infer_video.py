@@ -311,6 +311,9 @@ def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
         return tiny_model(), cfg
 
     monkeypatch.setattr(checkpointing, "load_model", fake_load_model)
+    # cmpose infer reads the file to tell a training checkpoint from outside weights
+    monkeypatch.chdir(tmp_path)
+    torch.save({"model": {}, "config": {}}, "ck.pt")
     parser = argparse.ArgumentParser()
     infer.register(parser.add_subparsers())
     src = tmp_path / "my clip.mp4"

@@ -37,6 +37,9 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     cfg = ExperimentConfig(data=DataConfig(crop=CROP, clip=ClipConfig(num_frames=3, test_step=1)))
     monkeypatch.setattr(checkpointing, "load_model", lambda path, device: (tiny_model(), cfg))
+    # cmpose infer reads the file to tell a training checkpoint from outside weights
+    monkeypatch.chdir(tmp_path)
+    torch.save({"model": {}, "config": {}}, "ck.pt")
     src = tmp_path / "clip.mp4"
     write_video(src, 5)
     boxes = tmp_path / "boxes.json"

@@ -13,7 +13,20 @@ import sys
 import threading
 
 from cmpose import __version__
-from cmpose.cli import ablate, bench, convert, data, demo, evaluate, infer, robustness, synth, test, train
+from cmpose.cli import (
+    ablate,
+    bench,
+    convert,
+    data,
+    demo,
+    evaluate,
+    export,
+    infer,
+    robustness,
+    synth,
+    test,
+    train,
+)
 from cmpose.errors import CmposeError
 
 log = logging.getLogger("cmpose")
@@ -27,7 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (data, synth, evaluate, train, test, infer, demo, ablate, bench, convert, robustness):
+    for module in (
+        data,
+        synth,
+        evaluate,
+        train,
+        test,
+        infer,
+        demo,
+        ablate,
+        bench,
+        convert,
+        robustness,
+        export,
+    ):
         module.register(sub)
     return parser
 

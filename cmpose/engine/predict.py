@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cmpose.keypoints import FLIP_INDEX
 from cmpose.ops.heatmap import HeatmapCodec, flip_back
 
 
@@ -31,7 +32,9 @@ def predict_tokens(model: Any, tokens: Tensor, flip_tokens: Tensor | None = None
     heatmaps = out["heatmaps"].float()
     if flip_tokens is not None:
         flipped = model.forward_tokens(flip_tokens)["heatmaps"].float()
-        heatmaps = 0.5 * (heatmaps + flip_back(flipped))
+        # A model with another joint order (COCO's, ViTPose weights: cmpose.infer.weights) carries
+        # its own left/right pairs; cmpose models use PoseTrack18's.
+        heatmaps = 0.5 * (heatmaps + flip_back(flipped, getattr(model, "flip_index", FLIP_INDEX)))
     return heatmaps, out
 
 

@@ -202,6 +202,7 @@ class StageTrainer:
     # --- checkpoints ---------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         from cmpose.config import to_dict
+        from cmpose.engine.checkpointing import train_data_record
 
         return {
             "model": self.model.state_dict(),
@@ -217,6 +218,7 @@ class StageTrainer:
             "history": self.history,
             "rng": rng_state(),
             "config": to_dict(self.cfg),
+            "train_data": train_data_record(self.cfg.data),  # cmpose infer warns on synthetic-only
             "stage": self.stage.name,
             "report": _json_safe(getattr(self, "report", None)),
         }

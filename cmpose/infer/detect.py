@@ -1,6 +1,6 @@
 """Person boxes per frame for ``cmpose infer``.
 
-Three sources, all callables ``source(frame_index, bgr_frame) -> (boxes (D, 4) xywh, scores (D,))``:
+Sources, all callables ``source(frame_index, bgr_frame) -> (boxes (D, 4) xywh, scores (D,))``:
 
 * :class:`FileBoxes`: a detector's boxes from a JSON file: a list of ``{frame_index | image_name
   | image_id, bbox: [x, y, w, h], score, category_id?}`` (the COCO results format, PoseTrack /
@@ -15,6 +15,10 @@ Three sources, all callables ``source(frame_index, bgr_frame) -> (boxes (D, 4) x
   for results worth measuring.
 * :class:`GTBoxes`: the ground-truth boxes of a PoseTrack annotation file (one dataset video),
   linearly interpolated per track between its labelled frames.
+
+More readers (MOT-challenge text, Ultralytics YOLO labels and JSON) are in
+:mod:`cmpose.infer.detect_files`, the ONNX YOLO detector in :mod:`cmpose.infer.detect_onnx`;
+:func:`box_source_from_spec` picks one from a command-line spec.
 
 Frame indices are 0-based positions in the video (or in the sorted frame folder).
 """
@@ -308,11 +312,48 @@ def box_source_from_spec(
     video_name: str | None = None,
     frame_names: Sequence[str] | None = None,
     score_threshold: float = 0.2,
+    image_size: tuple[int, int] | None = None,
 ) -> BoxSource:
-    """``hog`` -> :class:`HogDetector`; ``gt:ANNOTATION.json`` -> :class:`GTBoxes`; anything
-    else is a detections file (:class:`FileBoxes`)."""
+    """A box source from its command-line spec:
+
+    * ``hog`` -> :class:`HogDetector`; ``onnx:MODEL.onnx`` (or a path ending ``.onnx``) ->
+      :class:`cmpose.infer.detect_onnx.OnnxDetector`;
+    * ``gt:ANNOTATION.json`` -> :class:`GTBoxes`;
+    * ``coco:FILE`` -> :class:`FileBoxes`; ``mot:FILE`` -> :class:`~cmpose.infer.detect_files.MotBoxes`;
+      ``yolo:DIR_OR_FILE`` -> :class:`~cmpose.infer.detect_files.YoloTxtBoxes` (a folder or
+      ``.txt``) or :class:`~cmpose.infer.detect_files.YoloJsonBoxes` (``.json``);
+    * any other path: the reader is chosen from the extension and the content
+      (:func:`cmpose.infer.detect_files.sniff_box_file`).
+
+    ``image_size`` (W, H) of the frames is needed by YOLO label files (normalised coordinates).
+    """
+    from cmpose.infer import detect_files as df
+
     if spec == "hog":
         return HogDetector()
-    if spec.startswith("gt:"):
-        return GTBoxes(Path(spec[3:]), video_name)
-    return FileBoxes(Path(spec), video_name, frame_names, score_threshold)
+    prefix, sep, rest = spec.partition(":")
+    kind = prefix if sep and prefix in ("gt", "onnx", "coco", "mot", "yolo") else None
+    path = Path(rest if kind else spec)
+    if kind is None and path.suffix.lower() == ".onnx":
+        kind = "onnx"
+    if kind == "gt":
+        return GTBoxes(path, video_name)
+    if kind == "onnx":
+        from cmpose.infer.detect_onnx import OnnxDetector
+
+        return OnnxDetector(path, score_threshold=score_threshold)
+    if kind is None:
+        kind = df.sniff_box_file(path)
+    elif kind == "yolo" and path.suffix.lower() == ".json":
+        kind = "yolo-json"
+    if kind == "mot":
+        return df.MotBoxes(path, score_threshold)
+    if kind == "yolo":
+        if image_size is None:
+            raise DataError(
+                "YOLO label files need the video's frame size (their boxes are normalised)", path=path
+            )
+        return df.YoloTxtBoxes(path, image_size, video_name, frame_names, score_threshold)
+    if kind == "yolo-json":
+        return df.YoloJsonBoxes(path, image_size, score_threshold)
+    return FileBoxes(path, video_name, frame_names, score_threshold)

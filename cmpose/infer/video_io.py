@@ -11,7 +11,8 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from cmpose.data.frames import decode_image
 from cmpose.errors import DataError
-from cmpose.infer.tracker import IoUTracker, TrackedBox
+from cmpose.infer.tracker import PoseTracker, TrackedBox
 from cmpose.infer.video import PersonPose, VideoPoseRunner
 from cmpose.ops.geometry import invert_affine
 from cmpose.viz.draw import draw_box, draw_pose, track_color
@@ -147,17 +148,19 @@ def _token_map_png(path: Path, person: PersonPose) -> None:
 
 def run_video(
     video_path: Path | FrameSource,
-    out_mp4: Path,
-    out_json: Path,
+    out_mp4: Path | None,
+    out_json: Path | None,
     runner: VideoPoseRunner,
     boxes_source: Any,
     *,
-    tracker: IoUTracker | None = None,
+    tracker: PoseTracker | None = None,
     max_frames: int | None = None,
     token_maps_dir: Path | None = None,
     token_maps_every: int = 50,
     min_score: float = 0.3,
     progress: bool | None = None,
+    on_result: Callable[[Any], None] | None = None,
+    smoother: Callable[[Any], None] | None = None,
 ) -> dict[str, float]:
     """Pose estimation on a whole video: detection -> tracking -> ``runner`` -> an overlay MP4
     and a JSON-lines file (one line per frame: ``{"frame_index", "people": [{track_id, box,
@@ -167,11 +170,15 @@ def run_video(
     Args:
         video_path: a video file, a folder of frames, or a :class:`FrameSource`.
         boxes_source: ``(frame_index, bgr) -> (boxes (D, 4), scores (D,))`` (cmpose.infer.detect).
-        tracker: default ``IoUTracker()``.
+        tracker: default ``PoseTracker()`` (fed boxes only, so it matches on IoU).
         token_maps_dir: when given (the runner needs ``keep_maps`` and ``keep_crops``), a PNG of
             the token maps of the frame's largest person every ``token_maps_every`` frames.
         min_score: joints drawn in the overlay need a higher score.
         progress: tqdm bar (None: only on a terminal).
+        out_mp4 / out_json: None skips that file. on_result: called with every ``FrameResult``
+            (``cmpose.infer.outputs.PoseRecorder`` keeps the poses for the PoseTrack / COCO files).
+        smoother: called with every ``FrameResult`` before anything is written, to change its
+            keypoints in place (``cmpose.infer.smooth.KeypointSmoother``, ``--smooth``).
 
     Returns:
         the measured numbers: frames, people, seconds, fps, and the runner's stats.
@@ -181,7 +188,7 @@ def run_video(
     from cmpose.viz.video import VideoWriter
 
     source = video_path if isinstance(video_path, FrameSource) else FrameSource(video_path, max_frames)
-    tracker = tracker or IoUTracker()
+    tracker = tracker or PoseTracker()
     timing = {"read_s": 0.0, "detect_s": 0.0, "write_s": 0.0}
     want_maps = token_maps_dir is not None and token_maps_every > 0
     maps_written = 0
@@ -210,13 +217,20 @@ def run_video(
         desc=source.name,
         disable=None if progress is None else not progress,
     )
-    with VideoWriter(out_mp4, source.fps, source.size) as video, _AtomicText(out_json) as jsonl:
+    mp4_writer = VideoWriter(out_mp4, source.fps, source.size) if out_mp4 is not None else nullcontext()
+    with mp4_writer as video, _AtomicText(out_json) if out_json is not None else nullcontext() as jsonl:
         for res in runner.run(tracked()):
             t0 = time.perf_counter()
+            if smoother is not None:
+                smoother(res)
             label = f"frame {res.frame_index}" + (f" / {source.num_frames - 1}" if source.num_frames else "")
-            video.write(draw_overlay(res.frame, res.people, label, min_score))
-            line = {"frame_index": int(res.frame_index), "people": [p.to_json() for p in res.people]}
-            jsonl.file.write(json.dumps(line, separators=(",", ":")) + "\n")
+            if video is not None:
+                video.write(draw_overlay(res.frame, res.people, label, min_score))
+            if jsonl is not None:
+                line = {"frame_index": int(res.frame_index), "people": [p.to_json() for p in res.people]}
+                jsonl.file.write(json.dumps(line, separators=(",", ":")) + "\n")
+            if on_result is not None:
+                on_result(res)
             if want_maps and res.frame_index % token_maps_every == 0 and res.people:
                 p = max(res.people, key=lambda q: q.box[2] * q.box[3])
                 if p.importance is not None and p.crops is not None:
@@ -260,7 +274,7 @@ def run_video(
         runner.stats.get("encoder_s", 0.0),
         timing["write_s"],
     )
-    log.info("wrote %s and %s", out_mp4, out_json)
+    log.info("wrote %s", ", ".join(str(p) for p in (out_mp4, out_json) if p is not None) or "no file")
     return stats
 
 
