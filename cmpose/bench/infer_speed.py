@@ -93,6 +93,7 @@ class _Variant:
         self.device = device
         self.amp = amp
         self.times: list[float] = []
+        self.split: dict[str, float] = {}  # the runner's seconds per part, of the last run
 
     def time_once(self) -> None:
         cuda = self.device.type == "cuda"
@@ -130,8 +131,12 @@ def _runner_variant(
     def run() -> None:
         for _ in runner.run(iter(stream)):
             pass
+        v.split = {
+            k.removesuffix("_s"): runner.stats[k] for k in ("crop_s", "backbone_s", "encoder_s", "decode_s")
+        }
 
-    return _Variant(name, run, device, None)  # the runner autocasts itself
+    v = _Variant(name, run, device, None)  # the runner autocasts itself
+    return v
 
 
 def model_variants(
@@ -224,6 +229,9 @@ def measure_size(
         "frames_per_s": {k: num_frames / med[k] for k in ("single_e2e", "cmpose_e2e")},
         "ms_per_person_frame": {k: 1000.0 * t / person_frames for k, t in med.items()},
         "cmpose_vs_single": med["cmpose_e2e"] / med["single_e2e"],
+        # where the end-to-end time goes (seconds of each runner's last run): the backbone runs
+        # once per crop in both; CM-Pose adds the encoder and FTE over the clip's T*N tokens
+        "split_s": {v.name: v.split for v in variants if v.split},
         "recompute_vs_reuse": med["recompute"] / med["reuse"],
         "load_avg_1min": [load_before, load_after],
     }
@@ -261,18 +269,23 @@ def run_infer_benchmark(
 
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
+    nan = float("nan")
     lines = [
         "| device | size | crop | people | frames/s single | frames/s CM-Pose | ms/person-frame single | "
-        "ms/person-frame CM-Pose | CM-Pose / single | recompute / reuse | load |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "ms/person-frame CM-Pose | CM-Pose / single | CM-Pose s: backbone / encoder+FTE+head | "
+        "recompute / reuse | load |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
     ]
     for r in results:
         fps, ms = r["frames_per_s"], r["ms_per_person_frame"]
+        split = r.get("split_s", {}).get("cmpose_e2e", {})
         lines.append(
             f"| {r['device']} {r['amp']} | {r['size']} | {r['crop'][1]}x{r['crop'][0]} | {r['people']} | "
             f"{fps['single_e2e']:.2f} | "
             f"{fps['cmpose_e2e']:.2f} | {ms['single_e2e']:.1f} | {ms['cmpose_e2e']:.1f} | "
-            f"{r['cmpose_vs_single']:.3f} | {r['recompute_vs_reuse']:.2f} | "
+            f"{r['cmpose_vs_single']:.3f} | "
+            f"{split.get('backbone', nan):.3f} / {split.get('encoder', nan):.3f} | "
+            f"{r['recompute_vs_reuse']:.2f} | "
             f"{r['load_avg_1min'][0]:.1f} -> {r['load_avg_1min'][1]:.1f} |"
         )
     return "\n".join(lines)

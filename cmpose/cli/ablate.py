@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Pretrain on single frames (per seed, or once), then train each variant for the same "
         "wall time from that checkpoint: (a) single frame, (b) T frames + encoder, (c) + masking, "
         "(d) + denoising, (e) + FTE, (f) FTE dropping the non-causal tokens. Test each on val, and write "
-        "ablation.json / ablation.md / ablation_gains.png: per variant the mean over seeds with a 95 %% "
+        "ablation.json / ablation.md / ablation_gains.png: per variant the mean over seeds with a 95 % "
         "paired bootstrap interval over the val videos and the seed spread, per comparison the interval "
         "of the difference, TCIS recall against a centre prior, tokens entering refinement, and the "
         "steps and samples each variant got in its budget. Finished runs in --out are reused.",
