@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 
@@ -65,36 +64,18 @@ def parse_list(text: str, allowed: tuple, option: str, cast: type = str) -> list
 
 
 def run(args: argparse.Namespace) -> int:
-    from cmpose.config import from_dict, load_config, to_dict
+    from cmpose.cli.test import resolve_test_setup
     from cmpose.engine import dist
-    from cmpose.engine.config import ExperimentConfig
-    from cmpose.engine.testing import load_trained_model
     from cmpose.engine.trainer import amp_dtype
-    from cmpose.errors import ConfigError
     from cmpose.robustness import CORRUPTIONS, SEVERITIES
     from cmpose.robustness.report import robustness_markdown
     from cmpose.robustness.run import run_robustness
 
     corruptions = parse_list(args.corruptions, CORRUPTIONS, "--corruptions")
     severities = parse_list(args.severities, SEVERITIES, "--severities", int)
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {args.out}: is a file; the results go into a folder")
-    device = dist.setup(args.device)
-    model, ckpt_cfg = load_trained_model(args.checkpoint, device)
-    if args.config is not None:
-        cfg = load_config(ExperimentConfig, args.config, args.overrides)
-    else:
-        from cmpose.config import apply_overrides
-
-        cfg = from_dict(ExperimentConfig, apply_overrides(to_dict(ckpt_cfg), args.overrides))
-    # Boxes and clip exactly as `cmpose test` chooses them, so the clean numbers are its numbers.
-    data, test = cfg.data, cfg.test
-    if args.boxes in ("gt", "detections"):
-        test = dataclasses.replace(test, boxes=args.boxes)
-    elif args.boxes is not None:
-        data = dataclasses.replace(data, val_detections=str(Path(args.boxes).resolve()))
-        test = dataclasses.replace(test, boxes="detections")
-    clip = dataclasses.replace(cfg.data.clip, num_frames=model.num_frames)
+    # Model, boxes and clip exactly as `cmpose test` chooses them, so the clean numbers are its numbers.
+    t = resolve_test_setup(args, what="the results")
+    model, device, cfg, data, clip, test = t.model, t.device, t.cfg, t.data, t.clip, t.test
     out = args.out or args.checkpoint.parent / f"robustness_{args.split}"
     report = run_robustness(
         model,

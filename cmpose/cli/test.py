@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,23 +44,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from cmpose.config import from_dict, load_config, to_dict
+@dataclass
+class TestSetup:
+    """What ``cmpose test`` (and ``cmpose robustness``, which must give its clean numbers) tests:
+    the checkpoint's model on ``device``, the experiment config, and the data / clip / test
+    settings after --boxes."""
+
+    model: Any
+    device: Any
+    cfg: Any
+    data: Any
+    clip: Any
+    test: Any
+
+
+def resolve_test_setup(args: argparse.Namespace, what: str = "the report") -> TestSetup:
+    """The model of ``args.checkpoint`` and the settings of ``args.config`` (else the
+    checkpoint's), ``--set`` overrides and ``--boxes`` ('gt', 'detections' or a detector file);
+    sets up the process group when run under torchrun."""
+    from cmpose.config import apply_overrides, from_dict, load_config, to_dict
     from cmpose.engine import dist
     from cmpose.engine.config import ExperimentConfig
-    from cmpose.engine.testing import load_trained_model, report_markdown, run_test
-    from cmpose.engine.trainer import amp_dtype
+    from cmpose.engine.testing import load_trained_model
     from cmpose.errors import ConfigError
 
     if args.out is not None and args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {args.out}: is a file; the report goes into a folder")
+        raise ConfigError(f"--out {args.out}: is a file; {what} goes into a folder")
     device = dist.setup(args.device)
     model, ckpt_cfg = load_trained_model(args.checkpoint, device)
     if args.config is not None:
         cfg = load_config(ExperimentConfig, args.config, args.overrides)
     else:
-        from cmpose.config import apply_overrides
-
         cfg = from_dict(ExperimentConfig, apply_overrides(to_dict(ckpt_cfg), args.overrides))
     data, test = cfg.data, cfg.test
     if args.boxes in ("gt", "detections"):
@@ -68,6 +84,16 @@ def run(args: argparse.Namespace) -> int:
         test = dataclasses.replace(test, boxes="detections")
     # The clip the model was trained on: its T, the config's steps (T = 1 for a single-frame stage).
     clip = dataclasses.replace(cfg.data.clip, num_frames=model.num_frames)
+    return TestSetup(model, device, cfg, data, clip, test)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cmpose.engine import dist
+    from cmpose.engine.testing import report_markdown, run_test
+    from cmpose.engine.trainer import amp_dtype
+
+    t = resolve_test_setup(args)
+    model, device, cfg, data, clip, test = t.model, t.device, t.cfg, t.data, t.clip, t.test
     out = args.out or args.checkpoint.parent / f"test_{args.split}"
     if args.track:
         from cmpose.engine.testing_track import run_track_test, track_report_markdown, track_settings

@@ -20,6 +20,18 @@ from cmpose.ops.gap_fill import fill_gaps
 log = logging.getLogger(__name__)
 
 
+def detection_fields(det: object, index: int, path: Path) -> tuple[float, np.ndarray] | None:
+    """(score, (4,) x, y, w, h box) of entry ``index`` of a COCO results list; None for a category
+    other than person (1). A malformed entry is a ``DataError`` naming the file and the entry."""
+    rec = f"[{index}]"
+    if not isinstance(det, dict):
+        raise DataError("expected an object", path=path, record=rec)
+    if int(number(det.get("category_id", 1), path=path, record=rec, field="category_id")) != 1:
+        return None
+    score = number(det.get("score"), path=path, record=rec, field="score")
+    return score, np.asarray(number_list(det.get("bbox"), 4, path=path, record=rec, field="bbox"))
+
+
 def load_detections(
     path: Path,
     data: Dataset,
@@ -61,15 +73,13 @@ def load_detections(
     for i, det in enumerate(dets):
         rec = f"[{i}]"
         try:
-            if not isinstance(det, dict):
-                raise DataError("expected an object", path=path, record=rec)
-            if int(number(det.get("category_id", 1), path=path, record=rec, field="category_id")) != 1:
-                continue
-            score = number(det.get("score"), path=path, record=rec, field="score")
-            box = np.asarray(number_list(det.get("bbox"), 4, path=path, record=rec, field="bbox"))
+            fields = detection_fields(det, i, path)
         except DataError as err:
             problems.error("malformed detection", str(err))
             continue
+        if fields is None:
+            continue
+        score, box = fields
         if score < score_threshold:
             low += 1
             continue

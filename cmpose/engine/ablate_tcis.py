@@ -16,12 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from cmpose.engine.tcis_recall import keypoints_in_crop
 from cmpose.models.tcis import keep_count, keypoint_hits, keypoint_token_index
-from cmpose.ops.geometry import apply_affine, invert_affine
 
 
 def centre_prior_tokens(
@@ -67,13 +66,7 @@ def tcis_recall_curve(
         imp = out["importance"]  # (B, T, Hp, Wp)
         B, T, Hp, Wp = imp.shape
         N, L = Hp * Wp, T * Hp * Wp
-        kps = batch["meta"]["keypoints"].numpy()  # (B, J, 3) image pixels
-        m = batch["meta"]["crop_to_image"].numpy()  # (B, 2, 3)
-        crop_xy = np.stack([apply_affine(kps[b, :, :2], invert_affine(m[b])) for b in range(B)])
-        inside = (crop_xy[..., 0] >= 0) & (crop_xy[..., 0] <= W - 1)
-        inside &= (crop_xy[..., 1] >= 0) & (crop_xy[..., 1] <= H - 1)
-        valid = torch.from_numpy((kps[..., 2] > 0) & inside)
-        xy = torch.from_numpy(crop_xy)
+        xy, valid = keypoints_in_crop(batch["meta"], (W, H))  # (B, J, 2), (B, J)
         idx = keypoint_token_index(xy, (W, H), (Hp, Wp), T // 2, N)  # (B, J) into T*N
         local = keypoint_token_index(xy, (W, H), (Hp, Wp), 0, N)  # (B, J) within the keyframe
         order = imp.flatten(1).topk(L, dim=1).indices  # (B, L) by importance

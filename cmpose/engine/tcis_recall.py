@@ -15,6 +15,18 @@ from cmpose.ops.geometry import apply_affine, invert_affine
 
 
 @torch.no_grad()
+def keypoints_in_crop(meta: dict, crop_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The keyframe's GT keypoints of a test batch in crop pixels, (B, J, 2), and which of them
+    count for a recall, (B, J) bool: annotated and inside the crop of size ``crop_size`` (W, H)."""
+    W, H = crop_size
+    kps = meta["keypoints"].numpy()  # (B, J, 3) image pixels
+    m = meta["crop_to_image"].numpy()  # (B, 2, 3)
+    crop_xy = np.stack([apply_affine(kps[b, :, :2], invert_affine(m[b])) for b in range(len(kps))])
+    inside = (crop_xy[..., 0] >= 0) & (crop_xy[..., 0] <= W - 1) & (crop_xy[..., 1] >= 0)
+    inside &= crop_xy[..., 1] <= H - 1
+    return torch.from_numpy(crop_xy), torch.from_numpy((kps[..., 2] > 0) & inside)
+
+
 def tcis_keypoint_recall(
     model: Any, dataset: Any, keep_ratio: float, batch_size: int = 64, max_samples: int | None = None
 ) -> dict[str, float]:
@@ -39,13 +51,8 @@ def tcis_keypoint_recall(
         L = T * Hp * Wp
         K = keep_count(L, keep_ratio)
         kept = imp.flatten(1).topk(K, dim=1).indices  # (B, K)
-        kps = batch["meta"]["keypoints"].numpy()  # (B, J, 3) image pixels
-        m = batch["meta"]["crop_to_image"].numpy()  # (B, 2, 3)
-        crop_xy = np.stack([apply_affine(kps[b, :, :2], invert_affine(m[b])) for b in range(B)])
-        inside = (crop_xy[..., 0] >= 0) & (crop_xy[..., 0] <= W - 1) & (crop_xy[..., 1] >= 0)
-        inside &= crop_xy[..., 1] <= H - 1
-        valid = torch.from_numpy((kps[..., 2] > 0) & inside)
-        idx = keypoint_token_index(torch.from_numpy(crop_xy), (W, H), (Hp, Wp), T // 2, Hp * Wp)
+        xy, valid = keypoints_in_crop(batch["meta"], (W, H))
+        idx = keypoint_token_index(xy, (W, H), (Hp, Wp), T // 2, Hp * Wp)
         hit = keypoint_hits(kept, idx)  # (B, J)
         hits += int((hit & valid).sum())
         total += int(valid.sum())

@@ -32,7 +32,8 @@ import torch
 
 from cmpose.data.config import ClipConfig
 from cmpose.data.dataset import PoseTrackClipDataset
-from cmpose.data.jsonio import load_json, number, number_list
+from cmpose.data.detections import detection_fields
+from cmpose.data.jsonio import load_json
 from cmpose.data.problems import Problems
 from cmpose.data.readers import read_annotations
 from cmpose.data.records import Dataset, PersonRecord
@@ -162,17 +163,14 @@ def read_all_detections(
     seen: dict[str, set[int]] = defaultdict(set)
     unmatched = 0
     for i, det in enumerate(dets):
-        rec = f"[{i}]"
         try:
-            if not isinstance(det, dict):
-                raise DataError("expected an object", path=path, record=rec)
-            if int(number(det.get("category_id", 1), path=path, record=rec, field="category_id")) != 1:
-                continue
-            score = number(det.get("score"), path=path, record=rec, field="score")
-            box = np.asarray(number_list(det.get("bbox"), 4, path=path, record=rec, field="bbox"))
+            fields = detection_fields(det, i, path)
         except DataError as err:
             problems.error("malformed detection", str(err))
             continue
+        if fields is None:
+            continue
+        score, box = fields
         image_id = det.get("image_id")
         key = (
             by_id.get(image_id)
