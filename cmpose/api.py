@@ -253,7 +253,8 @@ def infer_video(
         device: where the model runs.
         options: the rest of ``cmpose.infer.pipeline.infer_video``'s keywords (``flip_test``,
             ``amp``, ``max_frames``, ``fps``, ``token_maps_every``, ``batch_size``,
-            ``score_threshold``, ``min_score``).
+            ``score_threshold``, ``min_score``, ``smooth``: One-Euro ``(min_cutoff, beta)`` or
+            None, ``cmpose.infer.smooth``).
 
     Returns:
         the measured numbers (frames, fps, ...) and ``outputs``: format -> written path.
