@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tiny_configs import TINY_CROP, TINY_MODEL
+from tiny_configs import tiny_experiment
 
 from cmpose.config import apply_overrides, from_dict, load_config
 from cmpose.demo import DemoPlan, plan_stages, run_demo
@@ -21,31 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(stages: list[dict] | None = None) -> dict:
-    return {
-        "data": {
-            "root": "unused",
-            "val_detections": "detections/val_boxes.json",
-            "batch_size": 4,
-            "workers": 0,
-            "crop": TINY_CROP,
-        },
-        "model": TINY_MODEL,
-        "optim": {"lr": 1e-3, "layer_decay": None, "warmup_steps": 2, "schedule": "cosine"},
-        "stages": stages
-        or [
-            {"name": "pretrain", "kind": "single", "epochs": 1},
-            {"name": "mcl", "kind": "mcl", "epochs": 1, "lr": 1e-3},
-            {"name": "fte", "kind": "fte", "epochs": 1, "lr": 5e-4},
-        ],
-        "run": {"val_every": 0, "log_every": 1, "amp": "off"},
-        "test": {
-            "boxes": "detections",
-            "workers": 0,
-            "batch_size": 8,
-            "flip_test": False,
-            "gap_fill": {"max_gap": 4},
-        },
-    }
+    return tiny_experiment(stages, gap_fill=4)
 
 
 @pytest.fixture
