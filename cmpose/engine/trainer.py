@@ -200,9 +200,17 @@ class StageTrainer:
         )
 
     # --- checkpoints ---------------------------------------------------------------------------------
+    def _train_data(self) -> dict[str, Any]:
+        """The training-data record of every checkpoint: read from the annotation files once per
+        stage, not at every save (a merged PoseTrack17 file is tens of MB of JSON)."""
+        if getattr(self, "_train_data_record", None) is None:
+            from cmpose.engine.checkpointing import train_data_record
+
+            self._train_data_record = train_data_record(self.cfg.data)
+        return self._train_data_record
+
     def _state(self) -> dict[str, Any]:
         from cmpose.config import to_dict
-        from cmpose.engine.checkpointing import train_data_record
 
         return {
             "model": self.model.state_dict(),
@@ -218,7 +226,7 @@ class StageTrainer:
             "history": self.history,
             "rng": rng_state(),
             "config": to_dict(self.cfg),
-            "train_data": train_data_record(self.cfg.data),  # cmpose infer warns on synthetic-only
+            "train_data": self._train_data(),  # cmpose infer warns on synthetic-only
             "stage": self.stage.name,
             "report": _json_safe(getattr(self, "report", None)),
         }
