@@ -4,8 +4,9 @@
 2. pretrain the tiny backbone and head on single frames (the paper starts from COCO weights;
    starting the temporal model from scratch wastes steps, each clip costing T backbone passes);
 3. CM-Pose stage 1 (MCL) from that backbone, then stage 2 (FTE) from stage 1;
-4. test on the synthetic val split with the detector boxes, their gaps filled from neighbouring
-   frames (all frames and hard frames), and with the detector boxes as given;
+4. a single-frame control trained from step 2 for as long as step 3 took (``cmpose.demo_control``);
+   test on the synthetic val split with the detector boxes, their gaps filled from neighbouring
+   frames (all frames, hard frames, per joint class), and with the detector boxes as given;
 5. video inference on a val video (and ``--video``), a token-importance picture;
 6. ``summary.json`` / ``summary.md``, the training curves, the overlay MP4.
 The training stages share the budget left after data generation, minus a reserve for steps 4-6.
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cmpose.config import load_config
-from cmpose.engine.config import ExperimentConfig
+from cmpose.engine.config import ExperimentConfig, StageConfig
 from cmpose.synth import SynthConfig, generate
 from cmpose.utils.io import atomic_write_json
 
@@ -41,9 +42,12 @@ class DemoPlan:
         shares: fractions of the training time for the stages, in the config's order.
         reserve / reserve_seconds: what is kept of the time left after data generation for the
             work outside the stages' budgets (each stage's final validation, the video and the
-            pictures): this fraction of it plus these seconds. That work took 13-24 s both in
-            the 10- and the 120-minute demo; a fraction alone (0.05) had left 5.6 of 120
-            minutes unused, and 0.1 had left 49 s of 10 minutes.
+            pictures): this fraction of it plus these seconds, when the first stage is
+            planned. That work took 13-24 s both in the 10- and the 120-minute demo on a CPU
+            with bf16; a fraction alone (0.05) had left 5.6 of 120 minutes unused, and 0.1 had
+            left 49 s of 10 minutes. On a slower CPU the validations took longer and the demo
+            overran by 30 s, so the later stages are re-planned from the measured validation
+            time (``replan_stage``); ``reserve_seconds`` is then what the pictures keep.
         synth: the synthetic dataset (generated once per output folder and reused). Many short
             videos: the number of distinct people and scenes, not of frames, is what the tiny
             model is short of (docs/results.md, "Training data").
@@ -56,6 +60,10 @@ class DemoPlan:
         showcase: one longer val-like video for the overlay MP4 (the benchmark's own videos are
             a fraction of a second long); ``None`` uses the first val video. Its seed must
             differ from the data's, so that its people are not in the training set.
+        control: also continue the single-frame pretraining for as long as the temporal stages
+            trained (``cmpose.demo_control``), and show both in the summary, per joint class: what
+            the temporal stages bought at equal time. The stages' shares are then of the time
+            left after the control's (equal to the temporal stages'), so each gets less.
     """
 
     minutes: float = 10.0
@@ -63,8 +71,10 @@ class DemoPlan:
     reserve: float = 0.02
     reserve_seconds: float = 20.0
     synth: SynthConfig = field(
+        # Version 2: transient occlusions and keyframe-only blur, and every GT joint's class
+        # (visible / hidden here but visible within the clip / hidden throughout; docs/synthetic.md).
         default_factory=lambda: SynthConfig(
-            videos=400, frames=10, people=(1, 3), hard_ratio=0.2, val_ratio=0.2
+            videos=400, frames=10, people=(1, 3), hard_ratio=0.2, val_ratio=0.2, version=2
         )
     )
     showcase: SynthConfig | None = field(
@@ -74,6 +84,7 @@ class DemoPlan:
     )
     extra_train_per_minute: float = 8.0
     max_extra_train: int = 880
+    control: bool = True
 
     def __post_init__(self) -> None:
         if self.showcase is not None and self.showcase.seed == self.synth.seed:
@@ -102,18 +113,68 @@ def _synth_data(out: Path, synth: SynthConfig) -> float:
     return time.perf_counter() - t0
 
 
+def control_share(cfg: ExperimentConfig, plan: DemoPlan) -> float:
+    """The control's share of the training time, on the scale of ``plan.shares``: the temporal
+    stages' shares together (0 without a control)."""
+    from cmpose.demo_control import has_control
+
+    if not (plan.control and has_control(cfg)):
+        return 0.0
+    return sum(sh for s, sh in zip(cfg.stages, plan.shares, strict=True) if s.kind != "single")
+
+
 def plan_stages(cfg: ExperimentConfig, plan: DemoPlan, seconds_left: float) -> ExperimentConfig:
-    """Give each stage its share of the training time (``StageConfig.minutes``)."""
+    """Give each stage its share of the training time (``StageConfig.minutes``); with a control,
+    the training time includes the control's."""
     if len(plan.shares) != len(cfg.stages):
         raise ValueError(f"{len(plan.shares)} budget shares for {len(cfg.stages)} stages")
     train_min = max(0.5, (seconds_left * (1.0 - plan.reserve) - plan.reserve_seconds) / 60.0)
-    total = sum(plan.shares)
+    total = sum(plan.shares) + control_share(cfg, plan)
     stages = [
         # At least 0.01 min: a budget of 0 would mean "no limit".
         dataclasses.replace(s, minutes=max(0.01, round(train_min * share / total, 3)))
         for s, share in zip(cfg.stages, plan.shares, strict=True)
     ]
     return dataclasses.replace(cfg, stages=stages)
+
+
+def replan_stage(
+    cfg: ExperimentConfig,
+    plan: DemoPlan,
+    index: int,
+    stage: StageConfig,
+    done: list[dict[str, Any]],
+    seconds_left: float,
+) -> StageConfig:
+    """The budget of stage ``index`` from the time actually left, once a stage has finished.
+
+    ``plan_stages`` splits the time before the first stage, when nothing is measured; the demo
+    overran its 10 minutes by 30 s on a CPU where validations took longer than its fixed reserve.
+    From the second stage on, the reserve is measured: every validation still to come (each
+    remaining stage's final one, the control's and the test without gap filling) is assumed to
+    take as long as the last one, T times as long when the last model saw one frame and this one
+    sees T, plus ``plan.reserve_seconds`` for the pictures. With a control (``plan.control``),
+    the temporal training still to come, R, is matched by the control, which also matches the
+    temporal training already done, D: the time left is 2R + D + the reserve. The rest is split
+    by the remaining shares."""
+    from cmpose.demo_control import temporal_training_seconds
+
+    if index == 0 or not done:
+        return stage
+    val = float(done[-1].get("val_seconds") or 0.0)
+    if done[-1]["kind"] == "single" and stage.kind != "single":
+        val *= cfg.data.clip.num_frames
+    shares = plan.shares[index:]
+    control = control_share(cfg, plan) > 0
+    reserve = (len(shares) + 1 + control) * val + plan.reserve_seconds
+    train_s = seconds_left - reserve
+    if control:
+        train_s = (train_s - temporal_training_seconds(done)) / 2.0
+    train_s = max(0.6, train_s)  # at least a few steps
+    minutes = max(0.01, round(train_s * shares[0] / sum(shares) / 60.0, 3))
+    log.info("stage '%s': %.2f min of training (%.0f s left, %.0f s kept for validations and pictures)",
+             stage.name, minutes, seconds_left, reserve)  # fmt: skip
+    return dataclasses.replace(stage, minutes=minutes)
 
 
 def run_demo(
@@ -150,11 +211,21 @@ def run_demo(
     run_dir = out / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a demo always trains afresh; its data is what it reuses
-    train = run_training(cfg, run_dir)
+    deadline = t0 + plan.minutes * 60.0
+
+    def replan(index: int, stage: StageConfig, done: list[dict[str, Any]]) -> StageConfig:
+        return replan_stage(cfg, plan, index, stage, done, deadline - time.perf_counter())
+
+    train = run_training(cfg, run_dir, replan=replan)
+    control = None
+    if control_share(cfg, plan) > 0:
+        from cmpose.demo_control import train_control
+
+        control = train_control(cfg, run_dir, train, out / "control")
     final = Path(train["final_checkpoint"])
     model, _ = load_model(final, "cpu")  # once, for the second test pass and the pictures
     plain = plain_boxes_report(model, cfg, out)
     pictures = write_pictures(model, final, cfg, out, video, showcase)
     elapsed = time.perf_counter() - t0
-    summary = write_summary(out, cfg, plan, train, pictures, synth_s, elapsed, plain)
+    summary = write_summary(out, cfg, plan, train, pictures, synth_s, elapsed, plain, control)
     return summary

@@ -16,6 +16,7 @@ import torch
 from cmpose.data.config import GapFillConfig
 from cmpose.engine.config import ExperimentConfig
 from cmpose.engine.testing import boxes_label, run_test, split_paths, summary_line
+from cmpose.eval.joint_classes import class_markdown
 from cmpose.eval.posetrack import format_table
 from cmpose.utils.io import atomic_write_bytes, atomic_write_json
 
@@ -135,8 +136,10 @@ def write_summary(
     synth_seconds: float,
     elapsed: float,
     plain: dict[str, Any] | None = None,
+    control: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``plain``: the ``plain_boxes_report``, shown beside the headline when given."""
+    """``plain``: the ``plain_boxes_report``, shown beside the headline when given; ``control``:
+    ``demo_control.train_control``'s result, compared with the final model."""
     final = train["stages"][-1]["val"]
     summary = {
         "elapsed_seconds": round(elapsed, 1),
@@ -145,6 +148,7 @@ def write_summary(
         "stages": [{k: v for k, v in s.items() if k != "val"} | _val_line(s["val"]) for s in train["stages"]],
         "test": final,
         "test_without_gap_fill": plain,
+        "control": control,
         "pictures": pictures,
     }
     atomic_write_json(out / "summary.json", summary)
@@ -166,6 +170,9 @@ def write_summary(
         lines += [format_table(final["all"]), "```"]
         if final.get("hard"):
             lines += ["", "Hard frames only:", "", "```", format_table(final["hard"]), "```"]
+        lines += class_markdown(final.get("joint_classes"))
+    if final and control and control.get("val"):
+        lines += control_lines(train, final, control)
     if plain:
         lines += ["", f"The detector's boxes as given (no gap filling): {summary_line(plain)}."]
     lines += ["", "Pictures: " + ", ".join(f"[{k}]({v})" for k, v in pictures.items())]
@@ -173,6 +180,42 @@ def write_summary(
     atomic_write_bytes(out / "summary.md", ("\n".join(lines) + "\n").encode())
     log.warning(SYNTHETIC_NOTE)
     return summary
+
+
+def control_lines(train: dict[str, Any], final: dict[str, Any], control: dict[str, Any]) -> list[str]:
+    """The summary's comparison of the final model with the time-matched single-frame control:
+    Total mAP on all frames, hard frames and each joint class (one val set, one seed: a single
+    run's difference, not a measured effect; docs/results.md has the ablation)."""
+    temporal = " + ".join(s["name"] for s in train["stages"][1:])
+    rows = [
+        (f"CM-Pose ({temporal} after the pretraining)", final),
+        (f"single frame (pretraining continued for {control['matched_seconds']:.0f} s)", control["val"]),
+    ]
+    classes = list((final.get("joint_classes") or {}).get("classes", {}))
+    window = (final.get("joint_classes") or {}).get("window")
+    names = {
+        "visible": "visible",
+        "hidden_here_visible_in_window": f"hidden here, visible within +-{window}",
+        "hidden_throughout": "hidden throughout",
+    }
+    head = ["model", "all frames", "hard frames", *(names.get(c, c) for c in classes)]
+    lines = [
+        "",
+        "What the temporal stages bought: the final model against the pretraining continued on single "
+        "frames for the temporal stages' training time (mAP, Total; one run, one seed):",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + " --- |" * len(head),
+    ]
+
+    def cell(report: dict[str, Any] | None) -> str:
+        return "-" if not report else f"{report['Total']:.1f}"
+
+    for label, rep in rows:
+        by_class = (rep.get("joint_classes") or {}).get("classes", {})
+        cells = [cell(rep["all"]), cell(rep.get("hard")), *(cell(by_class.get(c)) for c in classes)]
+        lines.append("| " + " | ".join([label, *cells]) + " |")
+    return lines
 
 
 def _val_line(val: dict[str, Any] | None) -> dict[str, float]:

@@ -219,8 +219,10 @@ def test_ablate_end_to_end(tiny_data: Path, tmp_path: Path, capsys, monkeypatch)
         assert row["budget_minutes"] == 0.01 and row["wall_seconds"] > 0
     # every comparison, in every column, with its interval
     pairs = {(p["x"], p["y"]): p for p in stats["pairs"]}
-    assert set(pairs) == {("e_cmpose", "a_single"), ("c_mask", "b_temporal"), ("d_mask_noise", "c_mask"),
-                          ("e_cmpose", "d_mask_noise"), ("f_drop", "e_cmpose")}  # fmt: skip
+    expected = {("e_cmpose", "a_single"), ("b_temporal", "a_single"), ("d_mask_noise", "b_temporal"),
+                ("c_mask", "b_temporal"), ("d_mask_noise", "c_mask"), ("e_cmpose", "d_mask_noise"),
+                ("f_drop", "e_cmpose")}  # fmt: skip
+    assert set(pairs) == expected
     for p in pairs.values():
         for col in stats["columns"]:
             d = p["columns"][col]

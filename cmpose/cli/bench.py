@@ -99,6 +99,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--out", type=Path, default=Path("outputs/bench/step.json"))
     st.set_defaults(func=run_step)
 
+    rc = bsub.add_parser(
+        "recipes",
+        help="training-step time of several recipes (stage kind + overrides) side by side, as ratios "
+        "to the first (default: single frame against MCL / FTE with and without the cheaper-step settings)",
+    )
+    rc.add_argument("--config", default="demo_cpu", help="experiment YAML, or a packaged config's name")
+    rc.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value for every recipe (repeatable)")  # fmt: skip
+    rc.add_argument("--recipe", dest="recipes", action="append", default=[], metavar="LABEL=KIND[:K=V,...]",
+                    help="a recipe (repeatable; the first is the reference; default: built-in)")  # fmt: skip
+    rc.add_argument("--batch-size", type=int, default=None, help="default: the config's data.batch_size")
+    rc.add_argument("--repeats", type=int, default=5)
+    rc.add_argument("--warmup", type=int, default=2)
+    rc.add_argument("--threads", type=int, default=2)
+    rc.add_argument("--out", type=Path, default=Path("outputs/bench/recipes.json"))
+    rc.set_defaults(func=run_recipes)
+
     gr = bsub.add_parser(
         "grads",
         help="per-term gradient norms on the shared layers (encoder, last backbone block) at chosen steps",
@@ -279,6 +296,31 @@ def run_step(args: argparse.Namespace) -> int:
             f"sdpa {m['sdpa']:.3f} s/step (sdpa / math = {r['sdpa_over_math']:.2f})"
         )
     atomic_write_json(args.out, {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "results": results})
+    log.info("results written to %s", args.out)
+    return 0
+
+
+def run_recipes(args: argparse.Namespace) -> int:
+    from cmpose.api import resolve_config
+    from cmpose.bench.step_recipes import DEFAULT_RECIPES, parse_recipe, run_recipe_benchmark
+
+    cfg = resolve_config(args.config, args.overrides)
+    recipes = [parse_recipe(r) for r in args.recipes] or list(DEFAULT_RECIPES)
+    load_start = os.getloadavg()
+    results = run_recipe_benchmark(cfg, recipes, args.batch_size, args.repeats, args.warmup, args.threads)
+    for r in results:
+        print(f"{r['label']:48s} {r['median_s']:.3f} s/step  x{r['ratio_to_first']:.2f}")  # noqa: T201
+    atomic_write_json(
+        args.out,
+        {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "config": str(args.config),
+            "overrides": args.overrides,
+            # 1-, 5-, 15-minute load averages before and after: a busy machine slows every recipe.
+            "load": [list(load_start), list(os.getloadavg())],
+            "results": results,
+        },
+    )
     log.info("results written to %s", args.out)
     return 0
 

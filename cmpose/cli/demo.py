@@ -28,6 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and of training")
+    p.add_argument(
+        "--no-control",
+        dest="control",
+        action="store_false",
+        help="skip the time-matched single-frame control (its time goes to the stages instead)",
+    )
     p.set_defaults(func=run)
 
 
@@ -38,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.minutes <= 0:
         raise SystemExit("--minutes must be > 0")
-    plan = DemoPlan(minutes=args.minutes)
+    plan = DemoPlan(minutes=args.minutes, control=args.control)
     synth = dataclasses.replace(plan.synth, seed=args.seed)
     # The showcase video gets the next seed: other people than the training data's.
     showcase = dataclasses.replace(plan.showcase, seed=args.seed + 1) if plan.showcase else None
@@ -52,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
         if test.get("hard"):
             print("hard frames only:")  # noqa: T201
             print(format_table(test["hard"]))  # noqa: T201
+    control = summary.get("control")
+    if test and control and control.get("val"):
+        print(  # noqa: T201
+            f"single frame for the same time ({control['matched_seconds']:.0f} s more pretraining): "
+            f"{summary_line(control['val'])} (CM-Pose: {summary_line(test)})"
+        )
     if summary.get("test_without_gap_fill"):
         print(f"the detector's boxes as given: {summary_line(summary['test_without_gap_fill'])}")  # noqa: T201
     return 0

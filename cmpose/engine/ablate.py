@@ -53,6 +53,8 @@ LABELS = {
 # (x, y, what x - y measures): the comparisons the report gives a paired interval for.
 PAIRS = (
     ("e_cmpose", "a_single", "full CM-Pose over the time-matched single frame"),
+    ("b_temporal", "a_single", "T frames and the encoder over the time-matched single frame"),
+    ("d_mask_noise", "b_temporal", "both auxiliary tasks (MCL over plain temporal training)"),
     ("c_mask", "b_temporal", "masking"),
     ("d_mask_noise", "c_mask", "denoising"),
     ("e_cmpose", "d_mask_noise", "FTE"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,21 @@ from cmpose.utils.io import atomic_write_bytes, atomic_write_json, remove_stale_
 log = logging.getLogger(__name__)
 
 
-def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]:
+# Called before each stage that still has to train, with its index, its config and the summary
+# rows of the stages before it; returns the stage to train (e.g. with a new wall-time budget). Under
+# DDP every rank must get the same answer (``cmpose demo``, its one user, is single-process).
+Replan = Callable[[int, StageConfig, list[dict[str, Any]]], StageConfig]
+
+
+def run_training(
+    cfg: ExperimentConfig, out_dir: Path, resume: bool = False, replan: Replan | None = None
+) -> dict[str, Any]:
     """Train every stage; returns (on every rank) a summary with each stage's steps, time and
-    validation report. Rank 0 writes ``config.yaml``, ``tb/``, ``summary.json`` and ``curves.png``."""
+    validation report. Rank 0 writes ``config.yaml``, ``tb/``, ``summary.json`` and ``curves.png``.
+
+    ``replan`` may change a stage's settings just before it trains, from what the earlier stages
+    took (``cmpose demo`` fits the later stages' budgets to the time actually left); the
+    ``config.yaml`` written is the one planned before the first stage."""
     out_dir = Path(out_dir)
     device = dist.setup(cfg.run.device)
     problem = None
@@ -49,13 +62,15 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = False) -> 
     external = init is not None
     summary: dict[str, Any] = {"stages": []}
     try:
-        for stage in cfg.stages:
+        for index, stage in enumerate(cfg.stages):
             final = out_dir / stage.name / "final.pt"
             if resume and final.is_file():
                 log.info("stage '%s' already finished: %s", stage.name, final)
                 summary["stages"].append(_finished_stage(stage, final))
                 init, external = final, False
                 continue
+            if replan is not None:
+                stage = replan(index, stage, summary["stages"])
             log.info("stage '%s' (%s): %d epochs%s", stage.name, stage.kind, stage.epochs,
                      f", at most {stage.minutes:g} min" if stage.minutes else "")  # fmt: skip
             with dist.peers_alive(f"stage '{stage.name}'"):
@@ -78,6 +93,7 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = False) -> 
                     "steps": result.steps,
                     "epochs": result.epochs_done,
                     "seconds": round(result.seconds, 1),
+                    "val_seconds": round(result.val_seconds, 1),
                     "val": result.report,
                 }
             )

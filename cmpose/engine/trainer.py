@@ -102,6 +102,7 @@ class StageResult:
     final: Path
     report: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    val_seconds: float = 0.0  # the final validation's share of ``seconds``
 
 
 class StageTrainer:
@@ -306,12 +307,16 @@ class StageTrainer:
                 and not stop
             ):
                 self._validate()
+        t_val = time.perf_counter()
         self.report = self._validate()
+        val_seconds = time.perf_counter() - t_val
         self._save("final.pt")
         report = self.report
         dist.barrier()
         seconds = self.seconds_before + time.perf_counter() - self.t0
-        return StageResult(self.step, self.epoch, seconds, self.dir / "final.pt", report, self.history)
+        return StageResult(
+            self.step, self.epoch, seconds, self.dir / "final.pt", report, self.history, val_seconds
+        )
 
     def _fit_budget(self, budget: float, elapsed: float, per_step: float) -> None:
         """Fit the schedule's length to the steps that fit in the wall-time budget at

@@ -6,11 +6,13 @@ C channels, J joints, K kept tokens, M clusters, Hh x Wh heatmap.
 
 The backbone step and the rest are separate (``encode_frames`` / ``forward_tokens``) so that a
 video run computes each frame's tokens once and reuses them in every clip holding the frame.
-The auxiliary branches reuse the clean branch's backbone tokens: the backbone runs once per clip.
+The auxiliary branches reuse the clean branch's backbone tokens: the backbone runs once per clip
+(in two calls with ``grad_frames: keyframe``: the keyframes with a gradient, the neighbours without).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -146,8 +148,21 @@ class CMPose(nn.Module):
         B, T = clip.shape[:2]
         if T != self.num_frames:
             raise ValueError(f"model was built for T={self.num_frames} frames, got a clip of {T}")
+        keyframe_grad = self.cfg.backbone.grad_frames == "keyframe"
+        if T > 1 and keyframe_grad and self.training and torch.is_grad_enabled():
+            return self.forward_tokens(self._keyframe_grad_tokens(clip), targets, generator)
         tokens = self.encode_frames(clip.flatten(0, 1))
         return self.forward_tokens(tokens.view(B, T, *tokens.shape[1:]), targets, generator)
+
+    def _keyframe_grad_tokens(self, clip: Tensor) -> Tensor:
+        """clip (B, T, 3, H, W) -> tokens (B, T, N, C), the neighbours' without a gradient
+        (``BackboneConfig.grad_frames: keyframe``)."""
+        k = self.key_frame
+        key = self.encode_frames(clip[:, k])  # (B, N, C)
+        with torch.no_grad():
+            others = torch.cat([clip[:, :k], clip[:, k + 1 :]], dim=1)  # (B, T-1, 3, H, W)
+            neigh = self.encode_frames(others.flatten(0, 1)).view(*others.shape[:2], *key.shape[1:])
+        return torch.cat([neigh[:, :k], key[:, None], neigh[:, k:]], dim=1)
 
     def forward_tokens(
         self,
@@ -224,26 +239,29 @@ class CMPose(nn.Module):
 
         if self.training and self.stage == 1:
             a = self.cfg.aux
+            Ba = max(1, math.ceil(a.batch_share * B))  # the clips the branches corrupt
+            src = flat[:Ba]
             # Stop-gradient: the decoders regress the backbone tokens, standardised per token.
-            target_tokens = normalized_tokens(flat.detach()) if a.normalize_targets else flat.detach()
+            target_tokens = normalized_tokens(src.detach()) if a.normalize_targets else src.detach()
             for name, branch, weight in (
                 ("mask", self.aux_mask, self.cfg.aux.mask_weight),
                 ("noise", self.aux_noise, self.cfg.aux.noise_weight),
             ):
                 if branch is None:
                     continue
-                corrupted, where = branch.corrupt(flat, generator)
-                aux = self.encoder(corrupted.view(B, T, N, C), need_attn=False)
+                corrupted, where = branch.corrupt(src, generator)
+                aux = self.encoder(corrupted.view(Ba, T, N, C), need_attn=False)
                 rec = branch.decoder(aux.visual)
                 rec_loss = masked_token_loss(rec, target_tokens, where)
                 raw[name] = rec_loss.detach()
                 losses[name] = weight * balance(rec_loss, aux.visual)
-                aux_key = aux.visual.view(B, T, N, C)[:, self.key_frame]
-                # Corrupted tokens must not shift the BatchNorm statistics inference uses.
-                aux_hm = self._head(aux_key, update_stats=False)
-                losses[f"{name}_pose"] = self.cfg.aux.heatmap_weight * heatmap_loss(
-                    self.loss_kind, aux_hm, tgt, tw
-                )
+                if a.heatmap_weight > 0:  # the head is most of a branch's cost at stride-2 heatmaps
+                    aux_key = aux.visual.view(Ba, T, N, C)[:, self.key_frame]
+                    # Corrupted tokens must not shift the BatchNorm statistics inference uses.
+                    aux_hm = self._head(aux_key, update_stats=False)
+                    losses[f"{name}_pose"] = a.heatmap_weight * heatmap_loss(
+                        self.loss_kind, aux_hm, tgt[:Ba], tw[:Ba]
+                    )
         out["raw_losses"] = raw
         return self._finish(out, losses)
 

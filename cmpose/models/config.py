@@ -33,6 +33,11 @@ class BackboneConfig:
         stem_channels: 0 = ViTPose's plain patch projection; > 0 = two 3x3 stride-2 convs with
             this many channels before a (patch_size/4) projection.
         grad_checkpointing: recompute block activations in backward (large sizes on small GPUs).
+        grad_frames: in training with T > 1, which frames' backbone passes carry a gradient:
+            ``all`` (the default), or ``keyframe``: the T - 1 neighbours run without one, so a
+            clip's backbone step costs 1 backward instead of T (the neighbours still inform the
+            encoder; the backbone learns through the keyframe's tokens). Ours for the CPU demo,
+            where the backbone's T backward passes are most of an MCL step (docs/results.md).
     """
 
     size: Literal["tiny", "small", "base", "large", "huge"] = "base"
@@ -45,8 +50,11 @@ class BackboneConfig:
     patch_padding: int = 2
     stem_channels: int = 0
     grad_checkpointing: bool = False
+    grad_frames: Literal["all", "keyframe"] = "all"
 
     def __post_init__(self) -> None:
+        if self.grad_frames not in ("all", "keyframe"):
+            raise ValueError(f"grad_frames must be 'all' or 'keyframe', got {self.grad_frames!r}")
         if self.size not in VIT_SIZES:
             raise ValueError(f"backbone size must be one of {sorted(VIT_SIZES)}, got {self.size!r}")
         preset = VIT_SIZES[self.size]
@@ -128,6 +136,10 @@ class AuxConfig:
         normalize_targets: regress each backbone token standardised over its channels (MAE's
             norm_pix_loss) instead of the raw token, so the term's scale does not depend on the
             backbone's feature magnitude.
+        batch_share: share of each batch (its first ceil(share * B) clips) that the auxiliary
+            branches corrupt (1 = all). Each branch is a second encoder pass plus a heatmap head
+            pass over its clips, as costly as the clean path on the CPU demo; a share trades
+            auxiliary signal for steps (docs/results.md).
     """
 
     mask: bool = True
@@ -146,8 +158,11 @@ class AuxConfig:
     heatmap_weight: float = 0.5
     decoder_hidden: int = 256
     normalize_targets: bool = True
+    batch_share: float = 1.0
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.batch_share <= 1.0:
+            raise ValueError(f"batch_share must be in (0, 1], got {self.batch_share}")
         for name in ("mask_ratio", "noise_ratio"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
