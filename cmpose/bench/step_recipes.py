@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
+from cmpose.bench.train_step import training_step
 from cmpose.config import apply_overrides, from_dict, to_dict
 from cmpose.engine.config import ExperimentConfig
-from cmpose.engine.stages import build_stage_model, stage_clip
 from cmpose.engine.trainer import amp_dtype
 from cmpose.errors import ConfigError
 
@@ -63,29 +63,9 @@ def parse_recipe(text: str) -> Recipe:
 
 def _step_fn(cfg: ExperimentConfig, recipe: Recipe, batch_size: int, seed: int) -> Callable[[], None]:
     rcfg = from_dict(ExperimentConfig, apply_overrides(to_dict(cfg), list(recipe.overrides)))
-    stages = [s for s in rcfg.stages if s.kind == recipe.kind]
-    if not stages:
+    if not any(s.kind == recipe.kind for s in rcfg.stages):
         raise ConfigError(f"recipe {recipe.label!r}: the config has no {recipe.kind!r} stage")
-    stage = stages[0]
-    torch.manual_seed(seed)
-    model = build_stage_model(rcfg, stage).train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    T = stage_clip(rcfg, stage).num_frames
-    (W, H), (Wh, Hh) = rcfg.data.crop.image_size, rcfg.data.crop.heatmap_size
-    g = torch.Generator().manual_seed(seed)
-    clip = torch.randn(batch_size, T, 3, H, W, generator=g)
-    target = torch.rand(batch_size, model.cfg.num_joints, Hh, Wh, generator=g)
-    targets = {"target": target, "target_weight": torch.ones(batch_size, model.cfg.num_joints)}
-    dtype = amp_dtype(rcfg.run.amp, torch.device("cpu"))
-
-    def step() -> None:
-        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-            out = model(clip, targets, torch.Generator().manual_seed(seed))
-        out["loss"]["total"].backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    return step
+    return training_step(rcfg, recipe.kind, batch_size, seed, amp_dtype(rcfg.run.amp, torch.device("cpu")))
 
 
 def run_recipe_benchmark(

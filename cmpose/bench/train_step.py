@@ -12,18 +12,28 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
 from cmpose.engine.config import ExperimentConfig
 from cmpose.engine.stages import build_stage_model, stage_clip
+from cmpose.errors import ConfigError
 from cmpose.models import vit
 
 PATHS = ("math", "sdpa")
 
 
-def _step_fn(cfg: ExperimentConfig, kind: str, batch_size: int, seed: int):  # noqa: ANN202
-    stage = next(s for s in cfg.stages if s.kind == kind)
+def training_step(
+    cfg: ExperimentConfig, kind: str, batch_size: int, seed: int, amp: torch.dtype | None
+) -> Callable[[], None]:
+    """One training step of ``cfg``'s first ``kind`` stage model on fixed random clips of the
+    config's crop size (forward with targets, backward, AdamW), under ``amp`` autocast (None:
+    float32). The auxiliary branches' draws come from a generator seeded with ``seed``."""
+    stages = [s for s in cfg.stages if s.kind == kind]
+    if not stages:
+        raise ConfigError(f"the config has no {kind!r} stage")
+    stage = stages[0]
     torch.manual_seed(seed)
     model = build_stage_model(cfg, stage).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -38,7 +48,7 @@ def _step_fn(cfg: ExperimentConfig, kind: str, batch_size: int, seed: int):  # n
     }
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
             out = model(clip, targets, torch.Generator().manual_seed(seed))
         out["loss"]["total"].backward()
         opt.step()
@@ -60,7 +70,7 @@ def run_step_benchmark(
     batch_size = batch_size or cfg.data.batch_size
     results = []
     for kind in kinds:
-        step = _step_fn(cfg, kind, batch_size, seed=0)
+        step = training_step(cfg, kind, batch_size, seed=0, amp=torch.bfloat16)
         times: dict[str, list[float]] = {p: [] for p in PATHS}
         try:
             for r in range(warmup + repeats):
