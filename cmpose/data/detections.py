@@ -32,6 +32,20 @@ def detection_fields(det: object, index: int, path: Path) -> tuple[float, np.nda
     return score, np.asarray(number_list(det.get("bbox"), 4, path=path, record=rec, field="bbox"))
 
 
+def image_name_key(path: Path | str) -> str:
+    """``<video folder>/<frame file>``, the last two parts of an image path: how a detection's
+    ``image_name`` finds its frame when its ``image_id`` does not."""
+    return "/".join(PurePosixPath(str(path)).parts[-2:])
+
+
+def read_detection_list(path: Path) -> list:
+    """The detections JSON's entries; a clear error when the file is not a JSON list."""
+    dets = load_json(path)
+    if not isinstance(dets, list):
+        raise DataError("expected a JSON list of detections", path=path)
+    return dets
+
+
 def load_detections(
     path: Path,
     data: Dataset,
@@ -58,16 +72,14 @@ def load_detections(
     """
     problems = problems if problems is not None else Problems()
     path = Path(path)
-    dets = load_json(path)
-    if not isinstance(dets, list):
-        raise DataError("expected a JSON list of detections", path=path)
+    dets = read_detection_list(path)
     by_id: dict[object, tuple[str, int]] = {}
     by_name: dict[str, tuple[str, int]] = {}
     for key, (image_id, _, _) in data.frame_info.items():
         if image_id is not None:
             by_id[image_id] = key
         p = data.labelled_frames[key]
-        by_name["/".join(p.parts[-2:])] = key
+        by_name[image_name_key(p)] = key
     out: list[PersonRecord] = []
     unmatched = low = 0
     for i, det in enumerate(dets):
@@ -88,7 +100,7 @@ def load_detections(
         hashable = isinstance(image_id, (int, float, str)) and not isinstance(image_id, bool)
         key = by_id.get(image_id) if hashable else None
         if key is None and isinstance(det.get("image_name"), str):
-            key = by_name.get("/".join(PurePosixPath(det["image_name"]).parts[-2:]))
+            key = by_name.get(image_name_key(det["image_name"]))
         if key is None:
             unmatched += 1
             continue

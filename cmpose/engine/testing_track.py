@@ -24,7 +24,7 @@ import dataclasses
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,8 +32,7 @@ import torch
 
 from cmpose.data.config import ClipConfig
 from cmpose.data.dataset import PoseTrackClipDataset
-from cmpose.data.detections import detection_fields
-from cmpose.data.jsonio import load_json
+from cmpose.data.detections import detection_fields, image_name_key, read_detection_list
 from cmpose.data.problems import Problems
 from cmpose.data.readers import read_annotations
 from cmpose.data.records import Dataset, PersonRecord
@@ -120,11 +119,6 @@ def track_settings(args: Any) -> TrackTestConfig:
 
 
 # --- frames and boxes ------------------------------------------------------------------------------
-def _name_key(path: Path | str) -> str:
-    """``<video folder>/<frame file>``: how a detection's image_name finds its frame."""
-    return "/".join(PurePosixPath(str(path)).parts[-2:])
-
-
 def frame_keys(
     data: Dataset, gt_files: list[Path]
 ) -> tuple[dict[object, tuple[str, int]], dict[str, tuple[str, int]]]:
@@ -134,13 +128,13 @@ def frame_keys(
     by_name: dict[str, tuple[str, int]] = {}
     for video_id, video in data.videos.items():
         for i in range(video.num_frames):
-            by_name[_name_key(video.frame_path(i))] = (video_id, i)
+            by_name[image_name_key(video.frame_path(i))] = (video_id, i)
     by_id: dict[object, tuple[str, int]] = {}
     for gt in gt_files:
         images = read_json(gt).get("images")
         for img in images if isinstance(images, list) else []:
             if isinstance(img, dict) and isinstance(img.get("file_name"), str) and "id" in img:
-                key = by_name.get(_name_key(img["file_name"]))
+                key = by_name.get(image_name_key(img["file_name"]))
                 if key is not None and isinstance(img["id"], (int, str)):
                     by_id[img["id"]] = key
     for key, (image_id, _, _) in data.frame_info.items():
@@ -156,9 +150,7 @@ def read_all_detections(
     the frames of each video the file covers (every frame when it has a box on some unlabelled
     frame of the video, else the video's labelled frames)."""
     by_id, by_name = frame_keys(data, gt_files)
-    dets = load_json(path)
-    if not isinstance(dets, list):
-        raise DataError("expected a JSON list of detections", path=path)
+    dets = read_detection_list(path)
     records: list[PersonRecord] = []
     seen: dict[str, set[int]] = defaultdict(set)
     unmatched = 0
@@ -178,7 +170,7 @@ def read_all_detections(
             else None
         )
         if key is None and isinstance(det.get("image_name"), str):
-            key = by_name.get(_name_key(det["image_name"]))
+            key = by_name.get(image_name_key(det["image_name"]))
         if key is None:
             unmatched += 1
             continue
