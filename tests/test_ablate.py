@@ -227,13 +227,15 @@ def test_ablate_end_to_end(tiny_data: Path, tmp_path: Path, capsys, monkeypatch)
         for col in stats["columns"]:
             d = p["columns"][col]
             assert d["low"] <= d["high"] and len(d["per_seed"]) == 2
+            assert d["seeds_low"] <= d["diff"] <= d["seeds_high"]
     md = (out / "ablation.md").read_text()
     header = (
         "| variant | all frames | hard frames | visible joints | hidden here, visible within +-1 frames "
         "| hidden throughout | mPC | rPC |"
     )
     for text in (header, "## mAP per variant", "TCIS / centre prior", "tokens entering refinement",
-                 "(e) - (a)", "(f) - (e)", "## Targets"):  # fmt: skip
+                 "(e) - (a)", "(f) - (e)", "## Targets",
+                 "## Differences with the seeds' variance"):  # fmt: skip
         assert text in md, text
     assert (out / "ablation_gains.png").stat().st_size > 0
     assert "## mAP per variant" in capsys.readouterr().out

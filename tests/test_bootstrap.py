@@ -14,7 +14,9 @@ from cmpose.eval.bootstrap import (
     map_interval,
     paired_difference,
     resample_counts,
+    resample_seeds,
     sample_map,
+    seeds_effect,
     weighted_joint_ap,
 )
 from cmpose.eval.posetrack import VideoScores, metrics
@@ -114,6 +116,35 @@ def test_close_variants_are_no_measurable_effect() -> None:
     b = [from_video_scores(make_videos(20 + s, n_videos=40, skill=0.6)) for s in range(2)]
     r = paired_difference(a, b, num_boot=300, seed=0)
     assert r["low"] < 0 < r["high"]
+
+
+def test_the_seed_resample_widens_the_interval_by_the_seed_spread() -> None:
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 0.1, size=(1, 400))  # the val-set sampling, shared by the seeds
+    # Seeds that agree: the seed draw changes nothing.
+    agree = resample_seeds(np.repeat(1.0 + noise, 3, axis=0), seed=0)
+    np.testing.assert_allclose(agree, 1.0 + noise[0])
+    # One seed: the plain resample.
+    np.testing.assert_array_equal(resample_seeds(1.0 + noise, seed=0), 1.0 + noise[0])
+    # Seeds at +3, 0, -3 (mean 0): the plain interval is narrow around 0, the seed-and-val one
+    # reaches beyond +-1.5 (a draw of seeds (+3, +3, 0) has mean 2).
+    spread = np.array([[3.0], [0.0], [-3.0]]) + noise
+    plain = np.percentile(spread.mean(axis=0), [2.5, 97.5])
+    lo, hi = np.percentile(resample_seeds(spread, seed=0), [2.5, 97.5])
+    assert plain[1] - plain[0] < 0.5
+    assert lo < -1.5 and hi > 1.5
+    # Deterministic by its seed.
+    np.testing.assert_array_equal(resample_seeds(spread, seed=4), resample_seeds(spread, seed=4))
+
+
+def test_a_difference_carries_both_intervals() -> None:
+    good = [from_video_scores(make_videos(s, n_videos=60, skill=0.8)) for s in range(3)]
+    bad = [from_video_scores(make_videos(10 + s, n_videos=60, skill=0.5)) for s in range(3)]
+    r = paired_difference(good, bad, num_boot=300, seed=0)
+    both = seeds_effect(r)
+    assert both["low"] == r["seeds_low"] and both["high"] == r["seeds_high"]
+    assert r["seeds_low"] <= r["diff"] <= r["seeds_high"]
+    assert r["seeds_low"] > 0  # every seed's model is far better
 
 
 def test_map_interval_brackets_the_mean() -> None:

@@ -32,6 +32,7 @@ from cmpose.eval.bootstrap import (
     percentile_interval,
     resample_counts,
     sample_map,
+    seeds_effect,
 )
 from cmpose.utils.io import atomic_write_bytes, atomic_write_json
 
@@ -173,7 +174,10 @@ def targets(stats: dict[str, Any]) -> list[tuple[str, str]]:
         if d is None:
             return "not measured (no such column in this val set)"
         ok = d["diff"] >= need and d["low"] > 0
-        return f"{'met' if ok else 'not met'}: {effect_words(d)}"
+        text = f"{'met' if ok else 'not met'}: {effect_words(d)}"
+        if len(d["per_seed"]) > 1 and "seeds_low" in d:
+            text += f"; with the seeds' variance {effect_words(seeds_effect(d))}"
+        return text
 
     out = [
         (
@@ -263,6 +267,24 @@ def report_markdown(stats: dict[str, Any], plan: AblationPlan) -> str:
             f"| {_letter(p['x'])} - {_letter(p['y'])}: {p['what']} | "
             + " | ".join(effect_words(p["columns"][c]) for c in cols) + f" | {per} |"
         )  # fmt: skip
+    if len(plan.seeds) > 1:
+        lines += [
+            "",
+            "## Differences with the seeds' variance in the interval",
+            "",
+            "Two-level bootstrap (`cmpose.eval.bootstrap.resample_seeds`): each resample draws the "
+            "seeds with replacement as well as the val videos, so the interval also covers the "
+            f"training's variance across seeds (coarse with {len(plan.seeds)} seeds; a check on the "
+            "intervals above).",
+            "",
+            "| comparison | " + " | ".join(heads) + " |",
+            "| --- " * (len(cols) + 1) + "|",
+        ]
+        for p in stats["pairs"]:
+            lines.append(
+                f"| {_letter(p['x'])} - {_letter(p['y'])}: {p['what']} | "
+                + " | ".join(effect_words(seeds_effect(p["columns"][c])) for c in cols) + " |"
+            )  # fmt: skip
     lines += ["", "## Targets (issue 15)", ""]
     lines += [f"- {what}: {verdict}" for what, verdict in targets(stats)]
     absent = {"joint classes": HIDDEN_CLASS not in cols, "mPC/rPC": not plan.robustness}
