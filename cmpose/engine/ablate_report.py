@@ -7,8 +7,9 @@ applied to every model of every seed and every column, so every comparison is pa
 variant's interval is the percentile interval of its resampled mAP averaged over seeds; a
 difference's, that of the resampled difference averaged over seeds. They cover the val-set
 sampling of a seed-averaged number; the spread across seeds (the training's own variance) is
-reported beside them (min..max over seeds), not folded in: with 3 seeds a resample of the
-seeds would be too coarse to mean much.
+reported beside them (min..max over seeds), and each difference also gets a two-level interval
+that resamples the seeds as well (``resample_seeds``; coarse with 3 seeds, so a check on the
+first interval rather than a replacement).
 """
 
 from __future__ import annotations
