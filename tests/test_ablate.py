@@ -227,7 +227,8 @@ def test_ablate_end_to_end(tiny_data: Path, tmp_path: Path, capsys, monkeypatch)
         for col in stats["columns"]:
             d = p["columns"][col]
             assert d["low"] <= d["high"] and len(d["per_seed"]) == 2
-            assert d["seeds_low"] <= d["diff"] <= d["seeds_high"]
+            # a percentile interval need not hold the point estimate; it must be an interval
+            assert math.isfinite(d["seeds_low"]) and d["seeds_low"] <= d["seeds_high"]
     md = (out / "ablation.md").read_text()
     header = (
         "| variant | all frames | hard frames | visible joints | hidden here, visible within +-1 frames "
