@@ -75,9 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=["single", "stage1", "stage2"],
     )
     mo.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    mo.add_argument("--repeats", type=int, default=5, help="timed runs per batch size (median reported)")
-    mo.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
-    mo.add_argument("--threads", type=int, default=2, help="torch threads")
+    _timing_args(mo, repeats=5, warmup=1)
     mo.add_argument(
         "--base-batch-sizes", type=int, nargs="+", default=[1], help="batch sizes for base (slow on a CPU)"
     )
@@ -93,9 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     st.add_argument("--kinds", nargs="+", choices=["single", "mcl", "fte"], default=["single", "mcl", "fte"])
     st.add_argument("--batch-size", type=int, default=None, help="default: the config's data.batch_size")
-    st.add_argument("--repeats", type=int, default=7)
-    st.add_argument("--warmup", type=int, default=2)
-    st.add_argument("--threads", type=int, default=2)
+    _timing_args(st, repeats=7, warmup=2)
     st.add_argument("--out", type=Path, default=Path("outputs/bench/step.json"))
     st.set_defaults(func=run_step)
 
@@ -110,9 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rc.add_argument("--recipe", dest="recipes", action="append", default=[], metavar="LABEL=KIND[:K=V,...]",
                     help="a recipe (repeatable; the first is the reference; default: built-in)")  # fmt: skip
     rc.add_argument("--batch-size", type=int, default=None, help="default: the config's data.batch_size")
-    rc.add_argument("--repeats", type=int, default=5)
-    rc.add_argument("--warmup", type=int, default=2)
-    rc.add_argument("--threads", type=int, default=2)
+    _timing_args(rc, repeats=5, warmup=2)
     rc.add_argument("--out", type=Path, default=Path("outputs/bench/recipes.json"))
     rc.set_defaults(func=run_recipes)
 
@@ -380,3 +374,10 @@ def run_infer(args: argparse.Namespace) -> int:
     atomic_write_json(args.out, {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "results": results})
     log.info("results written to %s", args.out)
     return 0
+
+
+def _timing_args(parser: argparse.ArgumentParser, repeats: int, warmup: int, threads: int = 2) -> None:
+    """--repeats / --warmup / --threads of a timing benchmark (its medians are over the repeats)."""
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed runs (median reported)")
+    parser.add_argument("--warmup", type=int, default=warmup, help="untimed runs before the timed ones")
+    parser.add_argument("--threads", type=int, default=threads, help="torch threads")
