@@ -102,6 +102,7 @@ def test_plan_validation() -> None:
         {"tcis_ratios": (0.0,)},
         {"num_boot": 0},
         {"robustness_severities": (6,)},
+        {"init": Path("no/such/start.pt")},
     ):
         with pytest.raises(ConfigError):
             AblationPlan(**bad)
@@ -247,3 +248,18 @@ def test_ablate_end_to_end(tiny_data: Path, tmp_path: Path, capsys, monkeypatch)
     before = (out / "seed1" / "f_drop" / "ablate_row.json").stat().st_mtime_ns
     assert main(args) == 0
     assert (out / "seed1" / "f_drop" / "ablate_row.json").stat().st_mtime_ns == before
+    # --init with that same checkpoint, reached through a symlinked folder: the same computation,
+    # so every finished run is reused; no pretraining, and the report names the start
+    link = tmp_path / "start"
+    link.symlink_to(out / "pretrain" / "pretrain", target_is_directory=True)
+    init_args = args[: args.index("--pretrain-minutes")] + args[args.index("--seeds") :]
+    rows = [out / f"seed{s}" / v / "ablate_row.json" for s in (0, 1) for v in ("a_single", "e_cmpose")]
+    stamps = [r.stat().st_mtime_ns for r in rows]
+    assert main([*init_args, "--init", str(link / "final.pt"), "--variants", "a,e"]) == 0
+    assert [r.stat().st_mtime_ns for r in rows] == stamps
+    stats = json.loads((out / "ablation.json").read_text())
+    assert list(stats["variants"]) == ["a_single", "e_cmpose"]
+    assert stats["plan"]["init"] == str(link / "final.pt")
+    assert all(Path(r["init"]).resolve() == (out / "pretrain" / "pretrain" / "final.pt").resolve()
+               for r in stats["rows"])  # fmt: skip
+    assert "every seed starts from the given checkpoint" in (out / "ablation.md").read_text()

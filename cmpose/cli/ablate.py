@@ -37,6 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="per-seed: one pretraining per seed (the seeds cover the whole pipeline); shared: one "
         "pretraining with the first seed for all (isolates the variants' variance; cheaper)",
     )
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="CKPT",
+        help="start every seed from this single-frame checkpoint instead of a pretraining (e.g. one "
+        "trained to a plateau, or on PoseTrack); --pretrain and --pretrain-minutes are then unused",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     p.add_argument("--variants", default=None, help="subset, e.g. a,b,e or a_single,e_cmpose (default all)")
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples of the val videos")
@@ -77,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             tcis_samples=args.tcis_samples,
             robustness=args.robustness,
             robustness_severities=tuple(args.robustness_severities),
+            init=args.init,
         )
     except ValueError as err:
         raise ConfigError(f"cmpose ablate: {err}") from err

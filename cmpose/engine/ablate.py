@@ -1,8 +1,9 @@
 """``cmpose ablate``: the parts of CM-Pose switched on one at a time, at equal wall time.
 
-Every variant starts from the same single-frame-pretrained checkpoint (per seed, or one shared
-by all seeds) and gets the same wall-time budget for its training after the pretraining
-(``StageConfig.minutes``, the trainer fits its schedule to the steps that fit):
+Every variant starts from the same single-frame-pretrained checkpoint (per seed, one shared by
+all seeds, or one the user gives, e.g. a single-frame model already trained on PoseTrack) and
+gets the same wall-time budget for its training after the pretraining (``StageConfig.minutes``,
+the trainer fits its schedule to the steps that fit):
 
 (a) single frame: continues single-frame training for the whole budget (the time-matched
     control: it gets the time the temporal stages get);
@@ -149,6 +150,9 @@ class AblationPlan:
         tcis_ratios: keep ratios of the TCIS recall; tcis_samples: val people it uses (None: all).
         robustness: also measure mPC / rPC (``cmpose.robustness``) at ``robustness_severities``
             (every corruption at each; 7 corruptions x 5 severities are 35 val passes a variant).
+        init: a single-frame checkpoint every seed starts from instead of a pretraining (then
+            ``pretrain`` and ``pretrain_minutes`` are unused). A start trained to a plateau makes
+            the seeds independent of how fast the machine was during a wall-time pretraining.
     """
 
     minutes: float = 15.0
@@ -163,6 +167,7 @@ class AblationPlan:
     tcis_samples: int | None = None
     robustness: bool = False
     robustness_severities: tuple[int, ...] = (1, 2, 3, 4, 5)
+    init: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.minutes > 0 or not self.pretrain_minutes > 0:
@@ -182,6 +187,10 @@ class AblationPlan:
                 f"--robustness-severities must be in 1..5, got {list(self.robustness_severities)}"
             )
         self.variants = parse_variants(list(self.variants))
+        if self.init is not None:
+            self.init = Path(self.init)
+            if not self.init.is_file():
+                raise ConfigError(f"--init: {self.init} is not a file (expected a single-frame checkpoint)")
         if self.robustness:
             from cmpose.engine.ablate_measure import robustness_available
 
@@ -194,6 +203,8 @@ class AblationPlan:
 
 def _pretrain(cfg: ExperimentConfig, plan: AblationPlan, out: Path, seed: int) -> Path:
     """The single-frame checkpoint the variants of ``seed`` start from (trained unless finished)."""
+    if plan.init is not None:
+        return plan.init
     pre_seed = plan.seeds[0] if plan.pretrain == "shared" else seed
     folder = plan.pretrain_dir(out, seed)
     stage = StageConfig(name="pretrain", kind="single", epochs=BUDGET_EPOCHS, minutes=plan.pretrain_minutes)
@@ -231,6 +242,18 @@ def _stage_rows(vcfg: ExperimentConfig, summary: dict[str, Any]) -> list[dict[st
     return rows
 
 
+def _same_run(row: dict[str, Any], key: dict[str, Any]) -> bool:
+    """Whether a finished row is the run ``key`` asks for: the same budget, FTE share and start
+    checkpoint (compared as resolved paths: a data root or run folder is often a symlink). How
+    the start was made (pretraining mode and minutes) is the start checkpoint's own record
+    (``_pretrain`` refuses a finished pretraining made with other settings), so a row made from
+    the same file by a per-seed pretraining is the same computation as one given by ``--init``.
+    """
+    if any(row.get(k) != key[k] for k in ("budget_minutes", "fte_share")) or "init" not in row:
+        return False
+    return Path(row["init"]).resolve() == Path(key["init"]).resolve()
+
+
 def train_variant(
     cfg: ExperimentConfig, plan: AblationPlan, name: str, seed: int, init: Path, folder: Path
 ) -> dict[str, Any]:
@@ -246,16 +269,17 @@ def train_variant(
     seeded = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed))
     vcfg = variant_config(seeded, name, plan.minutes, plan.fte_share, init)
     row_path = folder / "ablate_row.json"
+    given = plan.init is not None
     key = {
         "budget_minutes": plan.minutes,
         "fte_share": plan.fte_share,
-        "pretrain": plan.pretrain,
-        "pretrain_minutes": plan.pretrain_minutes,
+        "pretrain": "given" if given else plan.pretrain,
+        "pretrain_minutes": None if given else plan.pretrain_minutes,
         "init": str(init),
     }
     if row_path.is_file():
         row = json.loads(row_path.read_text(encoding="utf-8"))
-        if all(row.get(k) == v for k, v in key.items()):
+        if _same_run(row, key):
             log.info("ablation %s seed %d: finished earlier, reusing %s", name, seed, row_path)
             return row
     train_cfg, shared_stages = vcfg, []

@@ -208,11 +208,15 @@ def report_markdown(stats: dict[str, Any], plan: AblationPlan) -> str:
     heads = [column_label(c, stats.get("class_window")) for c in cols]
     val = stats["val"]
     fte_min = plan.minutes * plan.fte_share
+    start = (
+        f"a {plan.pretrain_minutes:g}-min single-frame pretraining ({plan.pretrain} pretraining)"
+        if plan.init is None
+        else f"no pretraining: every seed starts from the given checkpoint `{plan.init}`"
+    )
     lines = [
         "# Ablation (`cmpose ablate`)",
         "",
-        f"- Budget: {plan.minutes:g} min of training per variant after a {plan.pretrain_minutes:g}-min "
-        f"single-frame pretraining ({plan.pretrain} pretraining); (e) and (f): "
+        f"- Budget: {plan.minutes:g} min of training per variant after {start}; (e) and (f): "
         f"{plan.minutes - fte_min:g} min MCL + {fte_min:g} min FTE; (a) trains single frames for the "
         "whole budget.",
         f"- Seeds: {', '.join(map(str, plan.seeds))}. Val: {val['videos']} videos, {val['people']} annotated "
@@ -332,7 +336,7 @@ def write_report(
     import dataclasses
 
     stats = score_rows(out, cfg, plan, rows)
-    stats["plan"] = dataclasses.asdict(plan)
+    stats["plan"] = {**dataclasses.asdict(plan), "init": None if plan.init is None else str(plan.init)}
     stats["rows"] = rows
     atomic_write_json(out / "ablation.json", stats)
     atomic_write_bytes(out / "ablation.md", report_markdown(stats, plan).encode())
