@@ -161,7 +161,7 @@ def tiny_data(tmp_path_factory) -> Path:
     return root
 
 
-def test_ablate_end_to_end(tiny_data: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+def test_ablate_end_to_end(tiny_data: Path, tmp_path: Path, capsys, caplog, monkeypatch) -> None:
     # Each training run's curves.png took most of this test's time (13 runs); not what it tests.
     monkeypatch.setattr("cmpose.engine.run._plot", lambda out_dir: None)
     config = tmp_path / "tiny.yaml"
@@ -263,3 +263,8 @@ def test_ablate_end_to_end(tiny_data: Path, tmp_path: Path, capsys, monkeypatch)
     assert all(Path(r["init"]).resolve() == (out / "pretrain" / "pretrain" / "final.pt").resolve()
                for r in stats["rows"])  # fmt: skip
     assert "every seed starts from the given checkpoint" in (out / "ablation.md").read_text()
+    # other settings into the same --out: refused, never reported as runs of the new settings
+    assert main([*init_args, "--init", str(link / "final.pt"), "--variants", "a,e",
+                 "--set", "optim.weight_decay=0.123"]) == 2  # fmt: skip
+    assert "the finished run has other settings" in caplog.text and "weight_decay" in caplog.text
+    assert [r.stat().st_mtime_ns for r in rows] == stamps

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from tqdm import tqdm
 
 from cmpose.engine.config import ExperimentConfig, StageConfig
@@ -254,6 +255,21 @@ def _same_run(row: dict[str, Any], key: dict[str, Any]) -> bool:
     return Path(row["init"]).resolve() == Path(key["init"]).resolve()
 
 
+def _settings_problem(cfg: ExperimentConfig, folder: Path) -> str | None:
+    """Why the finished run in ``folder`` was not made with ``cfg`` (None: it was). Its start
+    checkpoint counts as the same when the two paths resolve to one file (``_same_run``)."""
+    saved_init = None
+    try:
+        saved = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+        saved_init = saved["run"]["init"]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+        pass  # resume_mismatch below names what is wrong with the saved config
+    if isinstance(saved_init, str) and cfg.run.init:
+        if Path(saved_init).resolve() == Path(cfg.run.init).resolve():
+            cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, init=saved_init))
+    return resume_mismatch(cfg, folder)
+
+
 def train_variant(
     cfg: ExperimentConfig, plan: AblationPlan, name: str, seed: int, init: Path, folder: Path
 ) -> dict[str, Any]:
@@ -277,11 +293,6 @@ def train_variant(
         "pretrain_minutes": None if given else plan.pretrain_minutes,
         "init": str(init),
     }
-    if row_path.is_file():
-        row = json.loads(row_path.read_text(encoding="utf-8"))
-        if _same_run(row, key):
-            log.info("ablation %s seed %d: finished earlier, reusing %s", name, seed, row_path)
-            return row
     train_cfg, shared_stages = vcfg, []
     e_row_path = folder.parent / "e_cmpose" / "ablate_row.json"
     if name == "f_drop" and "e_cmpose" in plan.variants and e_row_path.is_file():
@@ -291,6 +302,16 @@ def train_variant(
         train_cfg = dataclasses.replace(
             vcfg, stages=vcfg.stages[1:], run=dataclasses.replace(vcfg.run, init=str(mcl_final))
         )
+    if row_path.is_file():
+        row = json.loads(row_path.read_text(encoding="utf-8"))
+        if _same_run(row, key):
+            # A row made with other --set settings (or another config) must not pass for this
+            # one: refuse, as --resume does, rather than report it under the new settings.
+            problem = _settings_problem(train_cfg, folder)
+            if problem:
+                raise ConfigError(f"{folder}: the finished run has other settings ({problem})")
+            log.info("ablation %s seed %d: finished earlier, reusing %s", name, seed, row_path)
+            return row
     load_start = os.getloadavg()
     t0 = time.perf_counter()
     summary = run_training(train_cfg, folder, resume=folder.exists())
