@@ -77,6 +77,24 @@ def test_variant_configs_share_the_budget_and_switch_one_part_each(cfg, tmp_path
     assert len(cfg.stages) == 3 and cfg.model.aux.mask and cfg.run.init is None and cfg.model.fte.cluster
 
 
+@pytest.mark.parametrize(
+    ("steps", "share", "split"), [(500, 0.4, (300, 200)), (5, 0.5, (3, 2)), (2, 0.9, (1, 1))]
+)
+def test_a_step_budget_gives_every_variant_the_same_steps(cfg, steps: int, share: float, split) -> None:
+    init = Path("x.pt")
+    by = {n: variant_config(cfg, n, minutes=10.0, fte_share=share, init=init, steps=steps) for n in VARIANTS}
+    for v in by.values():
+        # the steps decide, not the minutes (unused) nor the epochs
+        assert sum(s.steps for s in v.stages) == steps and all(s.minutes == 0 for s in v.stages)
+        assert all(s.epochs >= 1000 for s in v.stages)
+    for n in ("a_single", "b_temporal", "c_mask", "d_mask_noise"):
+        assert [s.steps for s in by[n].stages] == [steps]
+    for n in ("e_cmpose", "f_drop"):
+        assert tuple(s.steps for s in by[n].stages) == split
+    with pytest.raises(ValueError, match=">= 2 steps"):
+        variant_config(cfg, "e_cmpose", minutes=10.0, fte_share=0.4, init=Path("x.pt"), steps=1)
+
+
 @pytest.mark.parametrize("share", [0.0, 1.0, -0.1, 1.5])
 def test_fte_share_must_split_the_budget(cfg, tmp_path: Path, share: float) -> None:
     with pytest.raises(ValueError, match="fte_share"):
@@ -103,6 +121,8 @@ def test_plan_validation() -> None:
         {"num_boot": 0},
         {"robustness_severities": (6,)},
         {"init": Path("no/such/start.pt")},
+        {"steps": -5},
+        {"steps": 1},
     ):
         with pytest.raises(ConfigError):
             AblationPlan(**bad)
@@ -267,4 +287,24 @@ def test_ablate_end_to_end(tiny_data: Path, tmp_path: Path, capsys, caplog, monk
     assert main([*init_args, "--init", str(link / "final.pt"), "--variants", "a,e",
                  "--set", "optim.weight_decay=0.123"]) == 2  # fmt: skip
     assert "the finished run has other settings" in caplog.text and "weight_decay" in caplog.text
+    assert [r.stat().st_mtime_ns for r in rows] == stamps
+    # a step budget: every variant trains exactly its steps; the rows say so, and the targets
+    # (defined against the time-matched single frame) are not checked
+    steps_out = tmp_path / "ablate_steps"
+    steps_args = [*init_args, "--init", str(link / "final.pt"), "--variants", "a,e", "--seeds", "0",
+                  "--budget-steps", "3"]  # fmt: skip
+    steps_args[steps_args.index("--out") + 1] = str(steps_out)
+    assert main(steps_args) == 0
+    stats = json.loads((steps_out / "ablation.json").read_text())
+    by = {r["variant"]: r for r in stats["rows"]}
+    assert [st["steps"] for st in by["a_single"]["stages"]] == [3]
+    assert [st["steps"] for st in by["e_cmpose"]["stages"]] == [2, 1]  # fte_share 0.4 of 3: 1 step
+    assert all(r["budget_steps"] == 3 and r["budget_minutes"] is None for r in stats["rows"])
+    assert stats["plan"]["steps"] == 3
+    md = (steps_out / "ablation.md").read_text()
+    for text in ("3 optimizer steps per variant", "2 MCL + 1 FTE steps", "not checked", "here steps match"):
+        assert text in md, text
+    # a step plan into the folder of the wall-time runs: refused, the minute runs left as they were
+    assert main([*steps_args[:-2], "--out", str(out), "--budget-steps", "3"]) == 2
+    assert "holds a finished run of another plan" in caplog.text
     assert [r.stat().st_mtime_ns for r in rows] == stamps

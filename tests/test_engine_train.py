@@ -453,3 +453,25 @@ def test_stage_budget_stops_early_and_still_finishes(data_root: Path, tmp_path: 
     full.stages[0].minutes = 0.0
     full.stages[0].epochs = 1
     assert run_training(full, tmp_path / "full")["stages"][0]["steps"] == STEPS_PER_EPOCH
+
+
+# --- step budget --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("steps", [3, STEPS_PER_EPOCH + 2])
+def test_stage_steps_set_its_length_past_the_epoch_cap(data_root: Path, tmp_path: Path, steps: int) -> None:
+    # epochs: 1 would end the stage after 4 steps; a step budget replaces it, shorter or longer
+    stage = {"name": "single", "kind": "single", "epochs": 1, "steps": steps}
+    cfg = from_dict(ExperimentConfig, tiny(data_root, [stage], val_every=1))
+    summary = run_training(cfg, tmp_path / "run")
+    (done,) = summary["stages"]
+    assert done["steps"] == steps and done["epochs"] == steps // STEPS_PER_EPOCH
+    final = read_checkpoint(tmp_path / "run" / "single" / "final.pt")
+    # the schedule is fitted to the step budget: the cosine ends at the last step
+    assert final["step"] == final["total_steps"] == steps
+    assert done["val"] is not None
+
+
+def test_stage_steps_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="steps must be >= 0"):
+        StageConfig(name="s", kind="single", steps=-1)

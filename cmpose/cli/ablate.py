@@ -1,6 +1,6 @@
 """``cmpose ablate``: single frame, temporal encoder, + masked-token task, + denoising, full
-CM-Pose, FTE dropping instead of clustering; equal wall time per variant, several seeds, paired
-bootstrap intervals (see ``cmpose.engine.ablate``)."""
+CM-Pose, FTE dropping instead of clustering; equal wall time (or equal steps) per variant, several
+seeds, paired bootstrap intervals (see ``cmpose.engine.ablate``)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/ablate"))
     p.add_argument(
         "--budget-minutes", type=float, default=15.0, help="training wall time of every variant (default 15)"
+    )
+    p.add_argument(
+        "--budget-steps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train every variant N optimizer steps instead of --budget-minutes (equal steps and samples, "
+        "not equal time: the control for a part's step cost; independent of the machine's speed)",
     )
     p.add_argument(
         "--fte-share", type=float, default=0.4, help="share of (e)'s and (f)'s budget for FTE (default 0.4)"
@@ -86,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             robustness=args.robustness,
             robustness_severities=tuple(args.robustness_severities),
             init=args.init,
+            steps=args.budget_steps,
         )
     except ValueError as err:
         raise ConfigError(f"cmpose ablate: {err}") from err

@@ -16,6 +16,12 @@ the trainer fits its schedule to the steps that fit):
 All variants train on the same training set with the same seed; what differs is how many
 samples fit in the budget (a temporal clip costs T backbone passes), recorded per variant
 (steps, samples, frames) with the machine's load at the start and end of each run.
+
+With a step budget (``AblationPlan.steps``) every variant trains the same number of optimizer
+steps instead (``StageConfig.steps``): equal samples at unequal compute, the paper's equal-epoch
+protocol. Beside the equal-time ablation it tells a part that does not pay for its step cost in
+the time budget from one that does not help at all, and its result does not depend on the speed
+of the machine.
 The measurement and the report are in ``ablate_measure`` and ``ablate_report``.
 """
 
@@ -84,16 +90,23 @@ def parse_variants(text: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def variant_config(
-    cfg: ExperimentConfig, name: str, minutes: float, fte_share: float, init: Path
+    cfg: ExperimentConfig, name: str, minutes: float, fte_share: float, init: Path, steps: int = 0
 ) -> ExperimentConfig:
-    """The experiment of one variant: ``minutes`` of training from the checkpoint ``init``."""
-    if not minutes > 0:
-        raise ValueError(f"the budget per variant must be > 0 minutes, got {minutes}")
+    """The experiment of one variant: ``minutes`` of training from the checkpoint ``init``, or
+    ``steps`` optimizer steps when ``steps`` > 0 (then ``minutes`` is unused)."""
+    if steps < 0 or (not steps and not minutes > 0):
+        raise ValueError(f"the budget per variant must be > 0 minutes or > 0 steps, got {minutes}, {steps}")
     aux, fte = cfg.model.aux, cfg.model.fte
     # Each stage kind at the learning rate the config gives that kind (else optim.lr).
     lr = {s.kind: s.lr for s in cfg.stages}
 
+    # (e)'s and (f)'s split of a step budget: FTE's share rounded, MCL the rest (they add up).
+    fte_steps = min(steps - 1, max(1, round(steps * fte_share))) if steps > 1 else 0
+
     def stage(kind: Literal["single", "mcl", "fte"], share: float) -> StageConfig:
+        if steps:
+            n = steps if share == 1.0 else fte_steps if kind == "fte" else steps - fte_steps
+            return StageConfig(name=kind, kind=kind, epochs=BUDGET_EPOCHS, steps=n, lr=lr.get(kind))
         return StageConfig(
             name=kind, kind=kind, epochs=BUDGET_EPOCHS, minutes=minutes * share, lr=lr.get(kind)
         )
@@ -103,6 +116,8 @@ def variant_config(
     elif name in ("e_cmpose", "f_drop"):
         if not 0 < fte_share < 1:
             raise ValueError(f"fte_share must be in (0, 1), got {fte_share}")
+        if steps == 1:
+            raise ValueError("a step budget of (e) and (f) needs >= 2 steps (one MCL, one FTE)")
         stages = [stage("mcl", 1.0 - fte_share), stage("fte", fte_share)]
         fte = dataclasses.replace(fte, cluster=name == "e_cmpose")
     elif name in ("b_temporal", "c_mask", "d_mask_noise"):
@@ -154,6 +169,10 @@ class AblationPlan:
         init: a single-frame checkpoint every seed starts from instead of a pretraining (then
             ``pretrain`` and ``pretrain_minutes`` are unused). A start trained to a plateau makes
             the seeds independent of how fast the machine was during a wall-time pretraining.
+        steps: a budget of optimizer steps per variant instead of ``minutes`` (0: the wall-time
+            budget). Equal steps are equal samples at unequal compute (a clip costs T backbone
+            passes, the auxiliary tasks more): the control for a part's step cost, and a result
+            that does not depend on how fast the machine was. (e) and (f) split it by ``fte_share``.
     """
 
     minutes: float = 15.0
@@ -169,8 +188,11 @@ class AblationPlan:
     robustness: bool = False
     robustness_severities: tuple[int, ...] = (1, 2, 3, 4, 5)
     init: Path | None = None
+    steps: int = 0
 
     def __post_init__(self) -> None:
+        if self.steps < 0 or self.steps == 1:
+            raise ConfigError(f"--budget-steps must be >= 2 (one MCL and one FTE step), got {self.steps}")
         if not self.minutes > 0 or not self.pretrain_minutes > 0:
             raise ConfigError(f"budgets must be > 0 minutes, got {self.minutes} and {self.pretrain_minutes}")
         if not 0 < self.fte_share < 1:
@@ -233,6 +255,7 @@ def _stage_rows(vcfg: ExperimentConfig, summary: dict[str, Any]) -> list[dict[st
                 "name": stage.name,
                 "kind": stage.kind,
                 "budget_minutes": round(stage.minutes, 4),
+                "budget_steps": stage.steps or None,
                 "steps": done["steps"],
                 "samples": done["steps"] * batch,  # per process; one process on the CPU
                 "frames": done["steps"] * batch * T,
@@ -244,13 +267,15 @@ def _stage_rows(vcfg: ExperimentConfig, summary: dict[str, Any]) -> list[dict[st
 
 
 def _same_run(row: dict[str, Any], key: dict[str, Any]) -> bool:
-    """Whether a finished row is the run ``key`` asks for: the same budget, FTE share and start
+    """Whether a finished row is the run ``key`` asks for: the same budget (minutes or steps; a row
+    from before step budgets has no ``budget_steps``), FTE share and start
     checkpoint (compared as resolved paths: a data root or run folder is often a symlink). How
     the start was made (pretraining mode and minutes) is the start checkpoint's own record
     (``_pretrain`` refuses a finished pretraining made with other settings), so a row made from
     the same file by a per-seed pretraining is the same computation as one given by ``--init``.
     """
-    if any(row.get(k) != key[k] for k in ("budget_minutes", "fte_share")) or "init" not in row:
+    same = ("budget_minutes", "budget_steps", "fte_share")
+    if any(row.get(k) != key[k] for k in same) or "init" not in row:
         return False
     return Path(row["init"]).resolve() == Path(key["init"]).resolve()
 
@@ -283,11 +308,12 @@ def train_variant(
     from cmpose.engine.ablate_measure import measure_variant
 
     seeded = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed))
-    vcfg = variant_config(seeded, name, plan.minutes, plan.fte_share, init)
+    vcfg = variant_config(seeded, name, plan.minutes, plan.fte_share, init, steps=plan.steps)
     row_path = folder / "ablate_row.json"
     given = plan.init is not None
     key = {
-        "budget_minutes": plan.minutes,
+        "budget_minutes": None if plan.steps else plan.minutes,
+        "budget_steps": plan.steps or None,
         "fte_share": plan.fte_share,
         "pretrain": "given" if given else plan.pretrain,
         "pretrain_minutes": None if given else plan.pretrain_minutes,
@@ -312,6 +338,11 @@ def train_variant(
                 raise ConfigError(f"{folder}: the finished run has other settings ({problem})")
             log.info("ablation %s seed %d: finished earlier, reusing %s", name, seed, row_path)
             return row
+        made = {k: row.get(k) for k in ("budget_minutes", "budget_steps", "fte_share", "init")}
+        raise ConfigError(
+            f"{folder}: holds a finished run of another plan ({made}; this plan: "
+            f"{ {k: key[k] for k in made} }); give another --out"
+        )
     load_start = os.getloadavg()
     t0 = time.perf_counter()
     summary = run_training(train_cfg, folder, resume=folder.exists())

@@ -97,6 +97,10 @@ class StageConfig:
         epochs: passes over the training samples.
         minutes: wall-time budget of the stage (0 = none). With a budget the schedule is fitted
             to the steps that fit: the step time is measured over the first steps.
+        steps: length of the stage in optimizer steps (0 = ``epochs`` x steps per epoch). When
+            set it replaces ``epochs`` (the schedule is fitted to it), so that runs on machines of
+            different speed, or variants of different step cost, train the same number of steps.
+            With ``minutes`` too, whichever ends first ends the stage.
         lr: overrides ``optim.lr`` for this stage when set.
         freeze: parameter-name prefixes that get no gradient (e.g. ``backbone.``).
         batch_size: overrides ``data.batch_size`` when set.
@@ -106,6 +110,7 @@ class StageConfig:
     kind: Literal["single", "mcl", "fte"] = "mcl"
     epochs: int = 20
     minutes: float = 0.0
+    steps: int = 0
     lr: float | None = None
     freeze: tuple[str, ...] = ()
     batch_size: int | None = None
@@ -120,6 +125,8 @@ class StageConfig:
             raise ValueError(f"stage '{n}': epochs must be >= 1, got {self.epochs}")
         if not self.minutes >= 0:  # also NaN
             raise ValueError(f"stage '{n}': minutes must be >= 0, got {self.minutes}")
+        if self.steps < 0:
+            raise ValueError(f"stage '{n}': steps must be >= 0 (0 = epochs decide), got {self.steps}")
         if self.lr is not None and not (self.lr >= 0 and math.isfinite(self.lr)):
             raise ValueError(f"stage '{n}': lr must be a finite number >= 0, got {self.lr}")
         if self.batch_size is not None and self.batch_size < 1:

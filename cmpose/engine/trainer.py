@@ -173,7 +173,10 @@ class StageTrainer:
             betas=o.betas,
             layer_decay=o.layer_decay,
         )
-        self.total_steps = stage.epochs * self.steps_per_epoch
+        # A step-counted stage (stage.steps) has no epoch cap: its length is the same on any
+        # machine and for any step cost.
+        self.planned_steps = stage.steps or stage.epochs * self.steps_per_epoch
+        self.total_steps = self.planned_steps
         self.milestones = tuple(m * self.steps_per_epoch for m in o.milestones)
         # The factor reads self.total_steps at each step: a wall-time budget shortens it.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._factor)
@@ -267,11 +270,16 @@ class StageTrainer:
         budget = self.stage.minutes * 60.0
         stop = False
         timer = StepTimer()
-        while self.epoch < self.stage.epochs and not stop and self.step < self.total_steps:
+        while (
+            (self.stage.steps > 0 or self.epoch < self.stage.epochs)  # a step budget has no epoch cap
+            and not stop
+            and self.step < self.total_steps
+        ):
             loader = self.epoch_loader()
             bar = tqdm(
                 loader,
-                desc=f"{self.stage.name} epoch {self.epoch + 1}/{self.stage.epochs}",
+                desc=f"{self.stage.name} epoch {self.epoch + 1}"
+                + (f" ({self.total_steps} steps)" if self.stage.steps else f"/{self.stage.epochs}"),
                 disable=not dist.is_main(),
                 unit="batch",
                 leave=False,
@@ -299,13 +307,7 @@ class StageTrainer:
                 self.batch_in_epoch = 0
             self._save("last.pt")
             val = self.cfg.run.val_every
-            if (
-                finished_epoch
-                and val
-                and self.epoch % val == 0
-                and self.epoch < self.stage.epochs
-                and not stop
-            ):
+            if finished_epoch and val and self.epoch % val == 0 and self.step < self.total_steps and not stop:
                 self._validate()
         t_val = time.perf_counter()
         self.report = self._validate()
@@ -321,7 +323,7 @@ class StageTrainer:
     def _fit_budget(self, budget: float, elapsed: float, per_step: float) -> None:
         """Fit the schedule's length to the steps that fit in the wall-time budget at
         ``per_step`` seconds per step (``StepTimer``'s estimate)."""
-        planned = self.stage.epochs * self.steps_per_epoch
+        planned = self.planned_steps
         # Rank 0's estimate for all ranks: they must stop at the same step.
         fit = dist.broadcast_object(self.step + int((budget - elapsed) / per_step))
         total = max(self.step + 1, min(fit, planned))
