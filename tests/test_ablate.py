@@ -308,3 +308,22 @@ def test_ablate_end_to_end(tiny_data: Path, tmp_path: Path, capsys, caplog, monk
     assert main([*steps_args[:-2], "--out", str(out), "--budget-steps", "3"]) == 2
     assert "holds a finished run of another plan" in caplog.text
     assert [r.stat().st_mtime_ns for r in rows] == stamps
+    # --robustness added to finished runs: measured on their checkpoints, nothing retrained
+    rob_args = [*init_args, "--init", str(link / "final.pt"), "--variants", "a,e", "--seeds", "0",
+                "--robustness", "--robustness-severities", "1"]  # fmt: skip
+    weights = out / "seed0" / "e_cmpose" / "fte" / "final.pt"
+    weights_stamp = weights.stat().st_mtime_ns
+    assert main(rob_args) == 0
+    assert weights.stat().st_mtime_ns == weights_stamp
+    stats = json.loads((out / "ablation.json").read_text())
+    for row in stats["rows"]:
+        rob = row["robustness"]
+        assert rob["severities"] == [1] and 0.0 <= rob["mPC"] <= 100.0
+        # its clean pass is the run's own final validation (cmpose test's numbers)
+        assert rob["clean"] == pytest.approx(row["mAP"])
+        assert (out / "seed0" / row["variant"] / "robustness" / "robustness.json").is_file()
+    assert all(v["robustness"] is not None for v in stats["variants"].values())
+    # measured once: a second call reuses the rows as they are
+    stamp = (out / "seed0" / "e_cmpose" / "ablate_row.json").stat().st_mtime_ns
+    assert main(rob_args) == 0
+    assert (out / "seed0" / "e_cmpose" / "ablate_row.json").stat().st_mtime_ns == stamp

@@ -61,7 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--tcis-ratios", type=float, nargs="+", default=[0.2, 0.3, 0.5], help="keep ratios of the TCIS recall"
     )
     p.add_argument("--tcis-samples", type=int, default=None, help="val people for the TCIS recall (all)")
-    p.add_argument("--robustness", action="store_true", help="also mPC / rPC under image corruptions")
+    p.add_argument(
+        "--robustness",
+        action="store_true",
+        help="also mPC / rPC under image corruptions (finished runs in --out are measured, not retrained)",
+    )
     p.add_argument(
         "--robustness-severities", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="with --robustness"
     )

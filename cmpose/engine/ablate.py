@@ -166,6 +166,7 @@ class AblationPlan:
         tcis_ratios: keep ratios of the TCIS recall; tcis_samples: val people it uses (None: all).
         robustness: also measure mPC / rPC (``cmpose.robustness``) at ``robustness_severities``
             (every corruption at each; 7 corruptions x 5 severities are 35 val passes a variant).
+            Finished runs that lack it (or have it at other severities) are measured, not retrained.
         init: a single-frame checkpoint every seed starts from instead of a pretraining (then
             ``pretrain`` and ``pretrain_minutes`` are unused). A start trained to a plateau makes
             the seeds independent of how fast the machine was during a wall-time pretraining.
@@ -305,7 +306,7 @@ def train_variant(
     FTE stage from (e)'s MCL checkpoint (that stage's record counts in (f)'s budget and steps), so
     the comparison sees the merge rule alone, and the MCL stage is not trained twice.
     """
-    from cmpose.engine.ablate_measure import measure_variant
+    from cmpose.engine.ablate_measure import measure_robustness, measure_variant, robustness_missing
 
     seeded = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed))
     vcfg = variant_config(seeded, name, plan.minutes, plan.fte_share, init, steps=plan.steps)
@@ -337,6 +338,11 @@ def train_variant(
             if problem:
                 raise ConfigError(f"{folder}: the finished run has other settings ({problem})")
             log.info("ablation %s seed %d: finished earlier, reusing %s", name, seed, row_path)
+            if robustness_missing(row, plan):
+                # --robustness added to a finished ablation: measure the trained model, keep the rest.
+                summary = {"final_checkpoint": str(folder / train_cfg.stages[-1].name / "final.pt")}
+                row["robustness"] = measure_robustness(train_cfg, summary, folder, plan)
+                atomic_write_json(row_path, row)
             return row
         made = {k: row.get(k) for k in ("budget_minutes", "budget_steps", "fte_share", "init")}
         raise ConfigError(

@@ -164,7 +164,21 @@ def measure_robustness(
     )  # fmt: skip
     if result is None:
         return None
-    return {"mPC": result["mPC"], "rPC": result["rPC"], "clean": result["clean"]["Total"]}
+    return {
+        "mPC": result["mPC"],
+        "rPC": result["rPC"],
+        "clean": result["clean"]["Total"],
+        "severities": list(plan.robustness_severities),
+    }
+
+
+def robustness_missing(row: dict[str, Any], plan: AblationPlan) -> bool:
+    """Whether a finished row lacks the robustness ``plan`` asks for (none yet, or measured at
+    other severities), so that adding ``--robustness`` to a finished ablation measures it."""
+    if not plan.robustness:
+        return False
+    rob = row.get("robustness")
+    return not rob or rob.get("severities") != list(plan.robustness_severities)
 
 
 def robustness_available() -> bool:
