@@ -345,10 +345,11 @@ def train_variant(
                 atomic_write_json(row_path, row)
             return row
         made = {k: row.get(k) for k in ("budget_minutes", "budget_steps", "fte_share", "init")}
-        raise ConfigError(
-            f"{folder}: holds a finished run of another plan ({made}; this plan: "
-            f"{ {k: key[k] for k in made} }); give another --out"
-        )
+        if "init" in row:  # a row from before --init has no start to compare: resumed as before
+            raise ConfigError(
+                f"{folder}: holds a finished run of another plan ({made}; this plan: "
+                f"{ {k: key[k] for k in made} }); give another --out"
+            )
     load_start = os.getloadavg()
     t0 = time.perf_counter()
     summary = run_training(train_cfg, folder, resume=folder.exists())
