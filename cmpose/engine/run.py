@@ -71,7 +71,8 @@ def run_training(
                 continue
             if replan is not None:
                 stage = replan(index, stage, summary["stages"])
-            log.info("stage '%s' (%s): %d epochs%s", stage.name, stage.kind, stage.epochs,
+            length = f"{stage.steps} steps" if stage.steps else f"{stage.epochs} epochs"
+            log.info("stage '%s' (%s): %s%s", stage.name, stage.kind, length,
                      f", at most {stage.minutes:g} min" if stage.minutes else "")  # fmt: skip
             with dist.peers_alive(f"stage '{stage.name}'"):
                 trainer = StageTrainer(
