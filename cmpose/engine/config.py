@@ -98,7 +98,8 @@ class StageConfig:
         minutes: wall-time budget of the stage (0 = none). With a budget the schedule is fitted
             to the steps that fit: the step time is measured over the first steps.
         steps: length of the stage in optimizer steps (0 = ``epochs`` x steps per epoch). When
-            set it replaces ``epochs`` (the schedule is fitted to it), so that runs on machines of
+            set it replaces ``epochs`` (the cosine schedule and the warm-up are fitted to it, as
+            to a wall-time budget; ``optim.milestones`` stay in epochs), so that runs on machines of
             different speed, or variants of different step cost, train the same number of steps.
             With ``minutes`` too, whichever ends first ends the stage.
         lr: overrides ``optim.lr`` for this stage when set.
