@@ -323,7 +323,8 @@ def plot_gains(stats: dict[str, Any], out_png: Path) -> None:
     from matplotlib.figure import Figure
 
     cols, pairs = stats["columns"], stats["pairs"]
-    fig = Figure(figsize=(max(6.0, 1.2 * len(cols) * max(1, len(pairs)) * 0.5 + 3), 4.0))
+    # Width grows with the bars, capped so that seven comparisons stay readable in a page.
+    fig = Figure(figsize=(min(16.0, max(6.0, 0.4 * len(cols) * max(1, len(pairs)) + 3)), 4.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / max(1, len(pairs))
@@ -338,7 +339,10 @@ def plot_gains(stats: dict[str, Any], out_png: Path) -> None:
     ax.set_xticks(x)
     ax.set_xticklabels([column_label(c, stats.get("class_window")) for c in cols], rotation=20, ha="right")
     ax.set_ylabel("mAP difference (95 % interval)")
-    ax.set_title("Ablation: gains per column, mean over seeds")
+    plan = stats.get("plan") or {}
+    budget = f"{plan['steps']} steps" if plan.get("steps") else f"{plan['minutes']:g} min" if plan else None
+    title = "Ablation: gains per column, mean over seeds"
+    ax.set_title(title + (f" ({budget} per variant)" if budget else ""))
     if pairs:
         ax.legend(fontsize=8)
     fig.tight_layout()
