@@ -89,6 +89,15 @@ def parse_variants(text: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(v for v in VARIANTS if v in chosen)
 
 
+def fte_step_split(steps: int, fte_share: float) -> tuple[int, int]:
+    """(MCL steps, FTE steps) of (e)'s and (f)'s step budget: FTE's share rounded, at least one
+    step each, adding up to ``steps`` (>= 2)."""
+    if steps < 2:
+        raise ValueError("a step budget of (e) and (f) needs >= 2 steps (one MCL, one FTE)")
+    fte = min(steps - 1, max(1, round(steps * fte_share)))
+    return steps - fte, fte
+
+
 def variant_config(
     cfg: ExperimentConfig, name: str, minutes: float, fte_share: float, init: Path, steps: int = 0
 ) -> ExperimentConfig:
@@ -100,28 +109,24 @@ def variant_config(
     # Each stage kind at the learning rate the config gives that kind (else optim.lr).
     lr = {s.kind: s.lr for s in cfg.stages}
 
-    # (e)'s and (f)'s split of a step budget: FTE's share rounded, MCL the rest (they add up).
-    fte_steps = min(steps - 1, max(1, round(steps * fte_share))) if steps > 1 else 0
-
-    def stage(kind: Literal["single", "mcl", "fte"], share: float) -> StageConfig:
+    def stage(kind: Literal["single", "mcl", "fte"], share: float, n_steps: int) -> StageConfig:
+        """``share`` of the minutes, or ``n_steps`` of a step budget."""
         if steps:
-            n = steps if share == 1.0 else fte_steps if kind == "fte" else steps - fte_steps
-            return StageConfig(name=kind, kind=kind, epochs=BUDGET_EPOCHS, steps=n, lr=lr.get(kind))
+            return StageConfig(name=kind, kind=kind, epochs=BUDGET_EPOCHS, steps=n_steps, lr=lr.get(kind))
         return StageConfig(
             name=kind, kind=kind, epochs=BUDGET_EPOCHS, minutes=minutes * share, lr=lr.get(kind)
         )
 
     if name == "a_single":
-        stages = [stage("single", 1.0)]
+        stages = [stage("single", 1.0, steps)]
     elif name in ("e_cmpose", "f_drop"):
         if not 0 < fte_share < 1:
             raise ValueError(f"fte_share must be in (0, 1), got {fte_share}")
-        if steps == 1:
-            raise ValueError("a step budget of (e) and (f) needs >= 2 steps (one MCL, one FTE)")
-        stages = [stage("mcl", 1.0 - fte_share), stage("fte", fte_share)]
+        mcl_steps, fte_steps = fte_step_split(steps, fte_share) if steps else (0, 0)
+        stages = [stage("mcl", 1.0 - fte_share, mcl_steps), stage("fte", fte_share, fte_steps)]
         fte = dataclasses.replace(fte, cluster=name == "e_cmpose")
     elif name in ("b_temporal", "c_mask", "d_mask_noise"):
-        stages = [stage("mcl", 1.0)]
+        stages = [stage("mcl", 1.0, steps)]
         mask, noise = {"b_temporal": (False, False), "c_mask": (True, False), "d_mask_noise": (True, True)}[
             name
         ]
@@ -340,8 +345,8 @@ def train_variant(
             log.info("ablation %s seed %d: finished earlier, reusing %s", name, seed, row_path)
             if robustness_missing(row, plan):
                 # --robustness added to a finished ablation: measure the trained model, keep the rest.
-                summary = {"final_checkpoint": str(folder / train_cfg.stages[-1].name / "final.pt")}
-                row["robustness"] = measure_robustness(train_cfg, summary, folder, plan)
+                final = folder / train_cfg.stages[-1].name / "final.pt"
+                row["robustness"] = measure_robustness(train_cfg, final, folder, plan)
                 atomic_write_json(row_path, row)
             return row
         made = {k: row.get(k) for k in ("budget_minutes", "budget_steps", "fte_share", "init")}

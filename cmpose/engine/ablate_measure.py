@@ -142,21 +142,22 @@ def measure_variant(
             model, ds, plan.tcis_ratios, batch_size=cfg.test.batch_size, max_samples=plan.tcis_samples
         )
     if plan.robustness:
-        row["robustness"] = measure_robustness(cfg, summary, folder, plan, model)
+        row["robustness"] = measure_robustness(cfg, Path(summary["final_checkpoint"]), folder, plan, model)
     return row
 
 
 def measure_robustness(
-    cfg: ExperimentConfig, summary: dict[str, Any], folder: Path, plan: AblationPlan, model: Any = None
+    cfg: ExperimentConfig, checkpoint: Path, folder: Path, plan: AblationPlan, model: Any = None
 ) -> dict[str, Any] | None:
-    """mPC and rPC of the variant (``cmpose.robustness.run.run_robustness``, on val)."""
+    """mPC and rPC of the variant (``cmpose.robustness.run.run_robustness``, on val) whose final
+    checkpoint is ``checkpoint`` (or ``model``, when already loaded from it)."""
     from cmpose.engine.stages import stage_clip
     from cmpose.engine.testing import load_trained_model
     from cmpose.engine.trainer import amp_dtype
     from cmpose.robustness.run import run_robustness
 
     if model is None:
-        model, _ = load_trained_model(Path(summary["final_checkpoint"]), "cpu")
+        model, _ = load_trained_model(checkpoint, "cpu")
     device = torch.device("cpu")
     result = run_robustness(
         model, cfg.data, stage_clip(cfg, cfg.stages[-1]), cfg.test, folder / "robustness", device,

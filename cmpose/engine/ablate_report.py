@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from cmpose.engine.ablate import LABELS, PAIRS, AblationPlan
+from cmpose.engine.ablate import LABELS, PAIRS, AblationPlan, fte_step_split
 from cmpose.engine.ablate_measure import column_scores, count_people, prepare_columns
 from cmpose.engine.config import ExperimentConfig
 from cmpose.eval.bootstrap import (
@@ -215,9 +215,8 @@ def report_markdown(stats: dict[str, Any], plan: AblationPlan) -> str:
         else f"no pretraining: every seed starts from the given checkpoint `{plan.init}`"
     )
     if plan.steps:
-        fte_steps = next((st["steps"] for v in stats["variants"].values() for st in v["training"]["stages"]
-                          if st["kind"] == "fte"), None)  # fmt: skip
-        split = f"{plan.steps - fte_steps:g} MCL + {fte_steps:g} FTE steps" if fte_steps else "MCL then FTE"
+        mcl_steps, fte_steps = fte_step_split(plan.steps, plan.fte_share)
+        split = f"{mcl_steps} MCL + {fte_steps} FTE steps"
         budget = (
             f"- Budget: {plan.steps} optimizer steps per variant after {start} (equal steps and samples, "
             f"not equal time: a variant's seconds show its step cost); (e) and (f): {split}; (a) trains "
